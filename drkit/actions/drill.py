@@ -1,0 +1,213 @@
+"""`drkit drill`: prove recovery. Provision sandboxes, restore a snapshot into them, run the
+plan's checks, measure RTO per phase and RPO, compare with the objectives, record everything,
+and tear the sandboxes down: always, on success, failure and interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from drkit.actions.checks import CheckResult, run_checks
+from drkit.actions.fanout import describe_failure
+from drkit.actions.locate import SnapshotEntry, choose_snapshot, find_snapshots
+from drkit.actions.resources import Resources
+from drkit.actions.restore import PreparedRestore, RestoreRequest, execute_restore, prepare_restore
+from drkit.errors import DrkitError, UsageError
+from drkit.plan.durations import humanize_seconds
+from drkit.sources.base import Target
+
+log = logging.getLogger(__name__)
+PHASES = ("provision", "fetch", "decrypt", "load", "checks")
+
+
+@dataclass
+class DrillResult:
+    plan: str
+    snapshot_id: str | None
+    store: str | None
+    started_at: datetime
+    outcome: str = "error"  # passed | failed | breached | error
+    phases: dict[str, float] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+    rto_seconds: float | None = None
+    rpo_seconds: float | None = None
+    rto_objective: float | None = None
+    rpo_objective: float | None = None
+    breaches: list[str] = field(default_factory=list)
+    sandbox_kinds: list[str] = field(default_factory=list)
+    error: str | None = None
+    drill_id: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "plan": self.plan,
+            "snapshot_id": self.snapshot_id,
+            "store": self.store,
+            "started_at": self.started_at.isoformat(),
+            "outcome": self.outcome,
+            "rto_seconds": _round(self.rto_seconds),
+            "rto_objective_seconds": self.rto_objective,
+            "rpo_seconds": _round(self.rpo_seconds),
+            "rpo_objective_seconds": self.rpo_objective,
+            "phases": {name: round(value, 3) for name, value in self.phases.items()},
+            "checks": [check.to_json() for check in self.checks],
+            "breaches": self.breaches,
+            "sandboxes": self.sandbox_kinds,
+            "error": self.error,
+            "drill_id": self.drill_id,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _prepare(
+    resources: Resources, entry: SnapshotEntry, store: str | None, targets: dict[str, Target]
+) -> PreparedRestore:
+    request = RestoreRequest(snapshot_id=entry.snapshot_id, store_first=store)
+    prepared = prepare_restore(resources, request, target_overrides=targets)
+    if store is not None:
+        # Drilling one regional copy: no failover, or a broken copy would hide behind another.
+        prepared.stores = [name for name in prepared.stores if name == store]
+        if not prepared.stores:
+            raise UsageError(f"store {store} holds no complete copy of {entry.snapshot_id}")
+    return prepared
+
+
+def _judge(resources: Resources, result: DrillResult) -> None:
+    objectives = resources.plan.objectives
+    if objectives is not None:
+        result.rto_objective = objectives.rto.total_seconds()
+        result.rpo_objective = objectives.rpo.total_seconds()
+        if result.rto_seconds is not None and result.rto_seconds > result.rto_objective:
+            result.breaches.append(
+                f"RTO {humanize_seconds(result.rto_seconds)} exceeds the objective "
+                f"{humanize_seconds(result.rto_objective)} by "
+                f"{humanize_seconds(result.rto_seconds - result.rto_objective)}"
+            )
+        if result.rpo_seconds is not None and result.rpo_seconds > result.rpo_objective:
+            result.breaches.append(
+                f"RPO {humanize_seconds(result.rpo_seconds)} exceeds the objective "
+                f"{humanize_seconds(result.rpo_objective)} by "
+                f"{humanize_seconds(result.rpo_seconds - result.rpo_objective)}"
+            )
+    if result.error is not None or any(not check.passed for check in result.checks):
+        result.outcome = "failed" if result.error is None else "error"
+    elif result.breaches:
+        result.outcome = "breached"
+    else:
+        result.outcome = "passed"
+
+
+def drill_once(
+    resources: Resources, entry: SnapshotEntry, newest: SnapshotEntry, store: str | None
+) -> DrillResult:
+    """One drill of one snapshot (from one store, or the first healthy one)."""
+    from drkit.sandboxes import open_sandboxes
+
+    result = DrillResult(resources.plan.name, entry.snapshot_id, store, datetime.now(UTC))
+    started = time.monotonic()
+    try:
+        with open_sandboxes(
+            resources.plan, postgresql_major=_postgres_major(resources, entry)
+        ) as sandboxes:
+            result.phases["provision"] = time.monotonic() - started
+            result.sandbox_kinds = sorted({sandbox.kind for sandbox in sandboxes.sandboxes})
+            prepared = _prepare(resources, entry, store, dict(sandboxes.targets))
+            execute_restore(resources, prepared, force=True)
+            for phase in ("fetch", "decrypt", "load"):
+                result.phases[phase] = prepared.phases.get(phase, 0.0)
+            result.store = ",".join(sorted({i.store for i in prepared.items if i.store}))
+            checks_started = time.monotonic()
+            result.checks = run_checks(
+                resources, prepared, sandboxes.targets, sandboxes.environment()
+            )
+            result.phases["checks"] = (
+                time.monotonic() - checks_started + prepared.phases.get("verify", 0.0)
+            )
+        result.rto_seconds = sum(result.phases.get(phase, 0.0) for phase in PHASES)
+    except DrkitError as error:
+        result.error = describe_failure(error)
+        log.error("drill of %s failed: %s", entry.snapshot_id, result.error)
+    if newest.taken_at is not None:
+        result.rpo_seconds = (result.started_at - newest.taken_at).total_seconds()
+    _judge(resources, result)
+    return result
+
+
+def _postgres_major(resources: Resources, entry: SnapshotEntry) -> str | None:
+    """The PostgreSQL major version a snapshot was taken from, so the ephemeral sandbox
+    cluster matches it where that version is installed."""
+    if resources.catalog is None:
+        return None
+    record = resources.catalog.get_snapshot(entry.snapshot_id)
+    for artifact in record.artifacts if record is not None else ():
+        version = str(artifact.fingerprint.get("server_version", ""))
+        if artifact.type == "postgresql" and version:
+            return version.split(".")[0]
+    return None
+
+
+def record_drill(resources: Resources, result: DrillResult, run_id: int | None) -> None:
+    if resources.catalog is None or result.snapshot_id is None:
+        return
+    from drkit.catalog import DrillCheck, DrillInput
+
+    result.drill_id = resources.catalog.record_drill(
+        DrillInput(
+            plan=result.plan,
+            snapshot_id=result.snapshot_id,
+            store=result.store or "",
+            started_at=result.started_at,
+            finished_at=datetime.now(UTC),
+            outcome=result.outcome,
+            run_id=run_id,
+            sandbox_kinds=tuple(result.sandbox_kinds),
+            rto_seconds=result.rto_seconds,
+            rpo_seconds=result.rpo_seconds,
+            phases=result.phases,
+            checks=tuple(DrillCheck(c.name, c.passed, c.measured, c.detail) for c in result.checks),
+            error=result.error or ("; ".join(result.breaches) or None),
+        )
+    )
+
+
+def drill(
+    resources: Resources,
+    *,
+    store: str | None = None,
+    all_stores: bool = False,
+    snapshot_id: str | None = None,
+) -> list[DrillResult]:
+    """Drill the newest complete snapshot (or a named one), once or once per store."""
+    entries = find_snapshots(resources)
+    newest = choose_snapshot(entries)
+    entry = choose_snapshot(entries, snapshot_id=snapshot_id) if snapshot_id else newest
+    stores: list[str | None] = [store]
+    if all_stores:
+        stores = [s.name for s in resources.stores if s.name in entry.stores]
+    results = []
+    for each in stores:
+        catalog = resources.catalog
+        run_id = catalog.start_run(resources.plan.name, "drill") if catalog else None
+        result = DrillResult(resources.plan.name, entry.snapshot_id, each, datetime.now(UTC))
+        try:
+            result = drill_once(resources, entry, newest, each)
+        finally:
+            record_drill(resources, result, run_id)
+            if catalog is not None and run_id is not None:
+                outcome = {"passed": "ok", "breached": "breached"}.get(result.outcome, "failed")
+                if result.outcome == "error" and result.error is None:
+                    outcome, result.error = "interrupted", "interrupted"
+                catalog.finish_run(
+                    run_id,
+                    outcome,
+                    error=result.error or ("; ".join(result.breaches) or None),
+                    summary=result.to_json(),
+                )
+        results.append(result)
+    return results

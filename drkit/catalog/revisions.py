@@ -1,0 +1,79 @@
+"""Schema revisions: alembic configured from the installed package (never the working
+directory), and an upgrade to head that is safe when several runners open the catalog at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, exc, text
+
+from drkit.catalog.database import describe_error
+from drkit.errors import CatalogError
+
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key for "one upgrade at a time"; any constant shared by all drkits
+POSTGRES_UPGRADE_LOCK_KEY = 0x64726B6974  # "drkit"
+
+
+def make_alembic_config(connection: Connection | None = None) -> Config:
+    """An alembic Config pointing at the migrations shipped inside this package."""
+    config = Config()
+    # configparser interpolation would read a '%' in the install path as a placeholder
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this drkit knows."""
+    head = ScriptDirectory.from_config(make_alembic_config()).get_current_head()
+    assert head is not None, "drkit ships at least one migration"
+    return head
+
+
+def read_current_revision(engine: Engine, url: str) -> str | None:
+    """The catalog's schema revision, or None when it has never been migrated."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except exc.DBAPIError as error:
+        raise _catalog_error(url, error) from error
+
+
+def upgrade_to_head(engine: Engine, url: str) -> list[str]:
+    """Apply every missing revision in one transaction; return the ones applied, in order.
+
+    Concurrent upgraders wait for each other: PostgreSQL through a transaction-scoped
+    advisory lock, SQLite through the write lock its BEGIN IMMEDIATE takes. The one that
+    comes second finds the schema current and applies nothing.
+    """
+    applied: list[str] = []
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRES_UPGRADE_LOCK_KEY}
+                )
+            config = make_alembic_config(connection)
+            config.attributes["applied"] = applied
+            command.upgrade(config, "head")
+    except CommandError as error:
+        raise CatalogError(
+            f"cannot upgrade catalog {url}: {error}",
+            hint="the catalog may be newer than this drkit; upgrade drkit",
+        ) from error
+    except exc.DBAPIError as error:
+        raise _catalog_error(url, error) from error
+    return applied
+
+
+def _catalog_error(url: str, error: exc.DBAPIError) -> CatalogError:
+    return CatalogError(f"cannot open catalog {url}: {describe_error(error)}")

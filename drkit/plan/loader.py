@@ -1,0 +1,220 @@
+"""Loading plans: YAML with line numbers, ``${VAR}`` interpolation, and every problem in a file
+reported together as ``plans/api.yaml:14: sources[0].port: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from drkit.errors import PlanError
+from drkit.plan.schema import TYPE_CHOICES, Plan, find_reference_problems
+
+Location = tuple[str | int, ...]
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class PlanYamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read `on:` (notify events), `yes`,
+    `no` and `off` as booleans, a classic trap in config files."""
+
+
+PlanYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PlanYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _load_scalar(node: yaml.Node) -> Any:
+    return PlanYamlLoader(yaml.serialize(node)).get_single_data()
+
+
+class _Node:
+    """A YAML node's value with its line, so errors can point into the file."""
+
+    def __init__(self, value: Any, line: int):
+        self.value = value
+        self.line = line
+
+
+def _compose(node: yaml.Node) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[Any, _Node] = {}
+        for key_node, value_node in node.value:
+            mapping[_load_scalar(key_node)] = _compose(value_node)
+        return _Node(mapping, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_compose(item) for item in node.value], line)
+    # Scalars: let the safe loader decide the type (int, bool, null, string).
+    return _Node(_load_scalar(node), line)
+
+
+def _plain(node: _Node) -> Any:
+    if isinstance(node.value, dict):
+        return {key: _plain(value) for key, value in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(item) for item in node.value]
+    return node.value
+
+
+def _child(node: _Node, part: str | int) -> _Node | None:
+    """The node under ``part``, or None (a missing key, or a union's discriminator tag)."""
+    value = node.value
+    if isinstance(value, dict):
+        child = value.get(part)
+        return child if isinstance(child, _Node) else None
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        item = value[part]
+        return item if isinstance(item, _Node) else None
+    return None
+
+
+def _line_of(root: _Node, location: Location) -> int:
+    """The line of the deepest node ``location`` reaches (a missing key points at its parent)."""
+    node = root
+    for part in location:
+        node = _child(node, part) or node
+    return node.line
+
+
+def format_location(location: Location, root: _Node | None = None) -> str:
+    """``("stores", 1, "s3", "region")`` -> ``stores[1].region`` (union tags dropped)."""
+    text = ""
+    node = root
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            value = node.value if node is not None else None
+            if isinstance(value, dict) and part not in value:
+                tag = value.get("type")
+                if isinstance(tag, _Node) and tag.value == part:
+                    continue  # the discriminator of a tagged union, not a field
+            text += ("." if text else "") + str(part)
+        if node is not None:
+            node = _child(node, part) or node
+    return text or "(plan)"
+
+
+def _interpolate(value: Any, location: Location, problems: list[tuple[Location, str]]) -> Any:
+    if isinstance(value, dict):
+        return {key: _interpolate(item, (*location, key), problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [
+            _interpolate(item, (*location, index), problems) for index, item in enumerate(value)
+        ]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(
+            (
+                location,
+                f"${{{name}}} is not set in the environment (write ${{{name}:-default}} for a default)",
+            )
+        )
+        return match.group(0)
+
+    return INTERPOLATION.sub(substitute, value)
+
+
+def _messages(error: ValidationError) -> Iterable[tuple[Location, str]]:
+    for detail in error.errors():
+        location = tuple(detail["loc"])
+        message = detail["msg"]
+        if detail["type"] == "missing":
+            message = "field required"
+        elif detail["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif detail["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            location = (*location, "type")
+            section = next((part for part in reversed(location) if part in TYPE_CHOICES), "")
+            choices = ", ".join(repr(choice) for choice in TYPE_CHOICES.get(str(section), ()))
+            message = f"must be one of {choices}"
+        elif detail["type"] == "string_pattern_mismatch" and location[-1] == "name":
+            message = "use lower-case letters, digits, '-', '_' and '.' (at most 63)"
+        message = message.removeprefix("Value error, ")
+        yield location, message
+
+
+def parse_plan(text: str, origin: str = "<plan>") -> Plan:
+    """Validate plan text; raise PlanError listing every problem with origin:line:path."""
+    try:
+        node = yaml.compose(text, Loader=PlanYamlLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise PlanError(
+            f"{origin}{line}: not valid YAML: {problem}", problems=[f"{origin}{line}: {problem}"]
+        ) from None
+    if node is None or not isinstance(node, yaml.MappingNode):
+        raise PlanError(
+            f"{origin}: a plan is a YAML mapping starting with `version: 1`",
+            problems=[f"{origin}:1: (plan): expected a mapping"],
+        )
+    root = _compose(node)
+    problems: list[tuple[Location, str]] = []
+    raw = _interpolate(_plain(root), (), problems)
+    plan: Plan | None = None
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError as error:
+        problems.extend(_messages(error))
+    problems.extend(find_reference_problems(raw))
+    if problems:
+        lines = sorted(
+            {
+                (_line_of(root, location), format_location(location, root), message)
+                for location, message in problems
+            }
+        )
+        rendered = [f"{origin}:{line}: {path}: {message}" for line, path, message in lines]
+        count = len(rendered)
+        raise PlanError(
+            f"{origin}: {count} problem{'s' if count != 1 else ''} in the plan",
+            problems=rendered,
+        )
+    assert plan is not None
+    return plan
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(
+            f"{path}: no such plan file",
+            hint="check the path; `drkit plan init` writes a sample plan",
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlanError(f"{path}: cannot read the plan: {error}") from None
+    return parse_plan(text, str(path))
+
+
+def find_plan_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Plan files named directly, and *.yaml / *.yml inside folders, in a stable order."""
+    found: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            found.extend(sorted(p for p in entry.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            found.append(entry)
+    return found
