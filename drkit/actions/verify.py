@@ -8,14 +8,19 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from drkit.actions.fanout import describe_failure
 from drkit.actions.locate import find_snapshots, read_manifest
 from drkit.actions.resources import Resources
 from drkit.actions.staging import stage_artifact
-from drkit.errors import DrkitError, KeyUnavailableError, SnapshotNotFound
-from drkit.manifest import sha256_hex
+from drkit.errors import DrkitError, IntegrityError, KeyUnavailableError, SnapshotNotFound
+from drkit.manifest import Manifest, manifest_key, sha256_hex
+from drkit.plan.schema import ObjectLock
+from drkit.plan.schema import S3Store as S3Spec
+from drkit.stores.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ class CopyCheck:
             "ok": self.ok,
             "error": self.error,
             "objects": self.objects,
+            "lock": self.lock,
         }
 
 
@@ -72,7 +78,7 @@ def verify_copy(
             staged = stage_artifact(store, manifest, artifact, resources.keys, directory)
             staged.path.unlink(missing_ok=True)
             check.objects += 1
-        check.lock = _check_object_lock(store, manifest)
+        check.lock = _check_object_lock(resources, store, manifest)
     except KeyUnavailableError:
         raise
     except DrkitError as error:
@@ -92,9 +98,73 @@ def raise_integrity(message: str) -> None:
     raise IntegrityError(message)
 
 
-def _check_object_lock(store: object, manifest: object) -> str | None:
-    """Hook for stores with immutability (S3 Object Lock); None when not applicable."""
+# --- S3 Object Lock ------------------------------------------------------------------------
+
+#: slack between the retention drkit asked for and what the server reports (rounding)
+LOCK_TOLERANCE = timedelta(minutes=1)
+
+
+@runtime_checkable
+class LockReporting(Protocol):
+    """A store that can say how an object is locked (``S3Store.lock_status``)."""
+
+    def lock_status(self, key: str) -> tuple[str | None, datetime | None]: ...
+
+
+def unwrap_store(store: object) -> object:
+    """The store under the wrappers (retry, fault injection): the one holding the objects."""
+    while (inner := getattr(store, "inner", None)) is not None:
+        store = inner
+    return store
+
+
+def find_lock_problem(
+    key: str, mode: str | None, until: datetime | None, lock: ObjectLock, written_after: datetime
+) -> str | None:
+    """What is wrong with an object's retention, or None. ``written_after`` is a time the
+    object was written no earlier than, so its retention must reach ``days`` beyond it."""
+    if mode is None or until is None:
+        return f"object {key} has no Object Lock retention"
+    if mode != lock.mode:
+        return f"object {key} is locked in {mode} mode, not {lock.mode}"
+    if until < written_after + timedelta(days=lock.days) - LOCK_TOLERANCE:
+        return (
+            f"object {key} is locked only until {until.isoformat(timespec='seconds')}, "
+            f"less than {lock.days} days after it was written"
+        )
     return None
+
+
+def _check_object_lock(resources: Resources, store: Store, manifest: Manifest) -> str | None:
+    """For a store with ``object_lock``, read back every object's retention and raise
+    IntegrityError naming the first object not locked as the plan says; otherwise describe
+    the lock (mode, earliest retain-until). None for stores without Object Lock."""
+    spec = resources.plan.store(store.name)
+    lock = spec.object_lock if isinstance(spec, S3Spec) else None
+    if lock is None:
+        return None
+    reporter = unwrap_store(store)
+    if not isinstance(reporter, LockReporting):
+        raise IntegrityError(f"store {store.name}: cannot read Object Lock retention back")
+    # artifacts are written after the snapshot is taken, the manifest after it finished
+    objects = [
+        (stored.key, manifest.taken_at)
+        for artifact in manifest.artifacts
+        if (stored := artifact.raw if store.wants_plaintext else artifact.encrypted) is not None
+    ]
+    objects.append((manifest_key(manifest.plan, manifest.snapshot_id), manifest.finished_at))
+    retained_until: list[datetime] = []
+    for key, written_after in objects:
+        mode, until = reporter.lock_status(key)
+        problem = find_lock_problem(key, mode, until, lock, written_after)
+        if problem is not None or until is None:
+            raise IntegrityError(
+                f"store {store.name}: {problem}",
+                hint="the copy is intact but not immutable as the plan requires; check the "
+                "bucket's Object Lock settings and the store's object_lock",
+            )
+        retained_until.append(until)
+    return f"{lock.mode} until {min(retained_until).isoformat(timespec='seconds')}"
 
 
 def verify(

@@ -5,6 +5,7 @@ exit codes (``drkit.errors.ExitCode``).
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 
@@ -57,9 +58,37 @@ def cli(
 
 
 def _register_commands() -> None:
-    from drkit.cli import backup, catalog, demo, drill, keys, plan, report, restore, verify
+    from drkit.cli import (
+        backup,
+        catalog,
+        demo,
+        drill,
+        k8s,
+        keys,
+        metrics,
+        plan,
+        prune,
+        report,
+        restore,
+        run,
+        verify,
+    )
 
-    for module in (plan, keys, backup, restore, verify, drill, report, catalog, demo):
+    for module in (
+        plan,
+        keys,
+        backup,
+        restore,
+        verify,
+        prune,
+        drill,
+        report,
+        metrics,
+        run,
+        k8s,
+        catalog,
+        demo,
+    ):
         module.register(cli)
 
 
@@ -94,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return int(ExitCode.OK)
+    except Exception as error:
+        logging.getLogger("drkit").debug("internal error", exc_info=True)
+        first_line = (str(error).splitlines() or [""])[0]
+        click.echo(f"drkit: internal error: {type(error).__name__}: {first_line}", err=True)
+        click.echo(
+            "  hint: this is a bug in drkit; run again with -vv for the traceback and report it",
+            err=True,
+        )
+        return int(ExitCode.FAILED)
     code = result if isinstance(result, int) else 0
     return code
 

@@ -59,6 +59,14 @@ def _rpo_series(times: list[datetime], since: datetime, until: datetime) -> list
     return series
 
 
+def _first_activity(catalog: Catalog, plan: Plan, since: datetime) -> datetime:
+    """Backups are due from the later of the period's start and the plan's first run: a plan
+    added last week did not miss the backups of the months before."""
+    runs = catalog.list_runs(plan.name)
+    first = min((run.started_at for run in runs), default=None)
+    return max(since, first) if first is not None else since
+
+
 def plan_report(
     catalog: Catalog, plan: Plan, since: datetime, until: datetime | None = None
 ) -> dict[str, Any]:
@@ -99,7 +107,10 @@ def plan_report(
     return {
         "plan": plan.name,
         "description": plan.description,
-        "period": {"since": since.isoformat(), "until": until.isoformat()},
+        "period": {
+            "since": since.isoformat(timespec="seconds"),
+            "until": until.isoformat(timespec="seconds"),
+        },
         "objectives": None
         if objectives is None
         else {
@@ -111,7 +122,7 @@ def plan_report(
             "min_regions": plan.copies.min_regions,
         },
         "backups": {
-            "due": count_due(plan.schedule.backup, since, until),
+            "due": count_due(plan.schedule.backup, _first_activity(catalog, plan, since), until),
             "taken": len(runs),
             "complete": len(complete),
             "outcomes": dict(Counter(r.outcome for r in runs)),

@@ -100,7 +100,11 @@ def _bar_chart(
     """An inline SVG bar chart with the objective as a dashed line."""
     width, height, left, bottom = 640, 200, 50, 30
     values = [v for _, v in points if v is not None]
-    top = max([*values, objective or 0, 1.0]) * 1.15
+    highest = max(values, default=0.0)
+    # Scale to the data; include the objective only when it is within reach, otherwise the
+    # bars of a healthy plan (seconds against an objective of an hour) would be invisible.
+    on_scale = objective is not None and (not values or objective <= 4 * highest)
+    top = max(highest, objective if on_scale and objective else 0.0, 1e-3) * 1.15
     bar = (width - left - 10) / max(len(points), 1)
     parts = [
         f'<svg id="{chart_id}" role="img" aria-label="{html.escape(title)}" '
@@ -120,7 +124,12 @@ def _bar_chart(
             f'class="{"bar over" if over else "bar"}"><title>{html.escape(label)}: '
             f"{html.escape(humanize_seconds(value))}</title></rect>"
         )
-    if objective is not None:
+    if objective is not None and not on_scale:
+        parts.append(
+            f'<text x="{width - 12}" y="30" text-anchor="end" class="label">'
+            f"objective {html.escape(humanize_seconds(objective))} (far above every value)</text>"
+        )
+    elif objective is not None:
         y = height - bottom - (height - bottom - 20) * objective / top
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" class="objective"/>'
@@ -138,7 +147,7 @@ def _bar_chart(
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:60rem}
-table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
+table{border-collapse:collapse;margin:1rem 0}code{word-break:break-all}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 .bar{fill:#4a7ebb}.bar.over{fill:#c0392b}.objective{stroke:#c0392b;stroke-dasharray:6 4}
 .axis{stroke:#555}.title{font-weight:bold;font-size:13px}.label{font-size:11px;fill:#555}
 .breached{color:#c0392b;font-weight:bold}.met{color:#1e7b34;font-weight:bold}code{font-size:.85em}

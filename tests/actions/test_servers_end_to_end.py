@@ -57,17 +57,39 @@ MYSQL_SETUP = [
 
 def pg_engine_dump(url: str) -> str:
     """pg_dump's own plain rendering, for comparing source and restored databases."""
-    completed = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", "-d", url],
-                               capture_output=True, text=True, check=True)
-    return "\n".join(line for line in completed.stdout.splitlines()
-                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+    completed = subprocess.run(
+        ["pg_dump", "--no-owner", "--no-privileges", "-d", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return "\n".join(
+        line
+        for line in completed.stdout.splitlines()
+        if not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    )
 
 
 def mysql_engine_dump(url: str) -> str:
     database = url.rsplit("/", 1)[1]
     completed = subprocess.run(
-        ["mariadb-dump", "-h", "127.0.0.1", "-u", "root", "--skip-comments", "--routines", "--hex-blob",
-         "--triggers", "--skip-dump-date", database], capture_output=True, text=True, check=True)
+        [
+            "mariadb-dump",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "--skip-comments",
+            "--routines",
+            "--hex-blob",
+            "--triggers",
+            "--skip-dump-date",
+            database,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return completed.stdout
 
 
@@ -80,8 +102,9 @@ def pg_source(postgres_database: str) -> str:
 
 @pytest.fixture
 def mysql_source(mysql_database: str) -> str:
-    connection = pymysql.connect(host="127.0.0.1", user="root", password="",
-                                 database=mysql_database.rsplit("/", 1)[1])
+    connection = pymysql.connect(
+        host="127.0.0.1", user="root", password="", database=mysql_database.rsplit("/", 1)[1]
+    )
     with connection.cursor() as cursor:
         for statement in MYSQL_SETUP:
             cursor.execute(statement)
@@ -104,25 +127,50 @@ def spare_s3() -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, pg_source: str, mysql_source: str, s3_server: str,
-          spare_s3: tuple[str, Any], restic_binary: str,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def world(
+    tmp_path: Path,
+    pg_source: str,
+    mysql_source: str,
+    s3_server: str,
+    spare_s3: tuple[str, Any],
+    restic_binary: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dict[str, Any]]:
     backend = make_backend(tmp_path / "backend")
     monkeypatch.setenv("RESTIC_TEST_PASSWORD", "restic-" + secrets.token_hex(8))
     spare_endpoint, spare_server = spare_s3
     buckets = {}
     for name, endpoint in (("use1", spare_endpoint), ("euw1", s3_server)):
         bucket = f"drkit-e2e-{name}-{secrets.token_hex(3)}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket=bucket
+        )
         buckets[name] = (bucket, endpoint)
     stores = [
-        {"name": "s3-use1", "type": "s3", "bucket": buckets["use1"][0], "region": "us-east-1",
-         "endpoint_url": spare_endpoint, "prefix": "dr/"},
-        {"name": "s3-euw1", "type": "s3", "bucket": buckets["euw1"][0], "region": "eu-west-1",
-         "endpoint_url": s3_server},
+        {
+            "name": "s3-use1",
+            "type": "s3",
+            "bucket": buckets["use1"][0],
+            "region": "us-east-1",
+            "endpoint_url": spare_endpoint,
+            "prefix": "dr/",
+        },
+        {
+            "name": "s3-euw1",
+            "type": "s3",
+            "bucket": buckets["euw1"][0],
+            "region": "eu-west-1",
+            "endpoint_url": s3_server,
+        },
         {"name": "nfs", "type": "filesystem", "path": str(tmp_path / "nfs"), "region": "on-prem"},
-        {"name": "offsite", "type": "restic", "repository": str(tmp_path / "restic"),
-         "password": "env:RESTIC_TEST_PASSWORD", "region": "eu-central-1", "init": True},
+        {
+            "name": "offsite",
+            "type": "restic",
+            "repository": str(tmp_path / "restic"),
+            "password": "env:RESTIC_TEST_PASSWORD",
+            "region": "eu-central-1",
+            "init": True,
+        },
     ]
     sources = [
         {"name": "orders-db", "type": "postgresql", "url": pg_source},
@@ -135,21 +183,54 @@ def world(tmp_path: Path, pg_source: str, mysql_source: str, s3_server: str,
         "sandbox": {"postgresql": "ephemeral", "mysql": mysql_source.rsplit("/", 1)[0] + "/"},
         "checks": [
             {"type": "fingerprint"},
-            {"type": "sql", "source": "orders-db", "query": "SELECT count(*) FROM orders", "expect": "= 2001"},
-            {"type": "sql", "source": "ledger-db", "query": "SELECT count(*) FROM ledger", "expect": "between 1 and 10"},
-            {"type": "command", "run": ["sh", "-c", 'test -n "$DRKIT_SANDBOX_ORDERS_DB_URL" && test -f "$DRKIT_SANDBOX_SESSIONS_URL"']},
+            {
+                "type": "sql",
+                "source": "orders-db",
+                "query": "SELECT count(*) FROM orders",
+                "expect": "= 2001",
+            },
+            {
+                "type": "sql",
+                "source": "ledger-db",
+                "query": "SELECT count(*) FROM ledger",
+                "expect": "between 1 and 10",
+            },
+            {
+                "type": "command",
+                "run": [
+                    "sh",
+                    "-c",
+                    'test -n "$DRKIT_SANDBOX_ORDERS_DB_URL" && test -f "$DRKIT_SANDBOX_SESSIONS_URL"',
+                ],
+            },
         ],
     }
-    document = plan_document(tmp_path, stores, sources=sources,
-                             copies={"min_stores": 2, "min_regions": 2}, drill=drill_section)
+    document = plan_document(
+        tmp_path,
+        stores,
+        sources=sources,
+        copies={"min_stores": 2, "min_regions": 2},
+        drill=drill_section,
+    )
     with Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}") as catalog:
-        yield {"document": document, "catalog": catalog, "buckets": buckets, "tmp": tmp_path,
-               "backend": backend, "spare_server": spare_server, "pg": pg_source,
-               "mysql": mysql_source, "server_url": server_url}
+        yield {
+            "document": document,
+            "catalog": catalog,
+            "buckets": buckets,
+            "tmp": tmp_path,
+            "backend": backend,
+            "spare_server": spare_server,
+            "pg": pg_source,
+            "mysql": mysql_source,
+            "server_url": server_url,
+        }
 
 
-def resources_of(world: dict[str, Any], document: dict[str, Any] | None = None,
-                 catalog: Catalog | bool | None = True) -> Resources:
+def resources_of(
+    world: dict[str, Any],
+    document: dict[str, Any] | None = None,
+    catalog: Catalog | bool | None = True,
+) -> Resources:
     plan = load(document or world["document"])
     chosen = world["catalog"] if catalog is True else (catalog or None)
     return open_resources(plan, chosen)  # type: ignore[arg-type]
@@ -159,7 +240,10 @@ def stored_blobs(world: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
     for name, (bucket, endpoint) in world["buckets"].items():
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
-            yield f"s3-{name}:{item['Key']}", client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            yield (
+                f"s3-{name}:{item['Key']}",
+                client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read(),
+            )
     for root in (world["tmp"] / "nfs", world["tmp"] / "restic"):
         for path in root.rglob("*"):
             if path.is_file():
@@ -174,7 +258,9 @@ def keep_writing(database: Path, stop: threading.Event) -> None:
     connection.close()
 
 
-def test_backup_everything_everywhere_then_verify_and_detect_a_flipped_byte(world: dict[str, Any]) -> None:
+def test_backup_everything_everywhere_then_verify_and_detect_a_flipped_byte(
+    world: dict[str, Any],
+) -> None:
     resources = resources_of(world)
     stop = threading.Event()
     writer = threading.Thread(target=keep_writing, args=(world["backend"]["database"], stop))
@@ -206,16 +292,17 @@ def test_backup_everything_everywhere_then_verify_and_detect_a_flipped_byte(worl
     assert [c.store for c in checked.checks if not c.ok] == ["s3-euw1"]
 
 
-def test_restore_databases_into_new_ones_identically_with_a_region_down(world: dict[str, Any],
-                                                                         postgres_server: str,
-                                                                         mysql_server: str) -> None:
+def test_restore_databases_into_new_ones_identically_with_a_region_down(
+    world: dict[str, Any], postgres_server: str, mysql_server: str
+) -> None:
     resources = resources_of(world)
     assert backup(resources).outcome is Outcome.OK
     world["spare_server"].stop()  # us-east-1 is down
     pg_target = f"drkit_restored_{secrets.token_hex(3)}"
     my_target = f"drkit_restored_{secrets.token_hex(3)}"
-    request = RestoreRequest(sources=["orders-db", "ledger-db"],
-                             targets={"orders-db": pg_target, "ledger-db": my_target})
+    request = RestoreRequest(
+        sources=["orders-db", "ledger-db"], targets={"orders-db": pg_target, "ledger-db": my_target}
+    )
     try:
         prepared = execute_restore(resources, prepare_restore(resources, request), force=False)
         for item in prepared.items:
@@ -232,7 +319,9 @@ def test_restore_databases_into_new_ones_identically_with_a_region_down(world: d
         connection.close()
 
 
-def test_one_store_down_is_degraded_then_failed_when_the_policy_breaks(world: dict[str, Any]) -> None:
+def test_one_store_down_is_degraded_then_failed_when_the_policy_breaks(
+    world: dict[str, Any],
+) -> None:
     world["spare_server"].stop()
     result = backup(resources_of(world))
     assert result.outcome is Outcome.DEGRADED
@@ -251,24 +340,99 @@ def test_drill_with_every_source_and_check_passes_and_leaves_nothing(world: dict
     assert {c.name.split(" ")[0] for c in result.checks} == {"fingerprint", "sql", "command"}
     assert all(c.passed for c in result.checks)
     assert result.sandbox_kinds == ["directory", "ephemeral-postgresql", "scratch-mysql"]
-    leftover = subprocess.run(["pgrep", "-f", "drkit-sandbox-pg-"], capture_output=True, check=False)
+    leftover = subprocess.run(
+        ["pgrep", "-f", "drkit-sandbox-pg-"], capture_output=True, check=False
+    )
     assert leftover.stdout == b""
-    with pymysql.connect(host="127.0.0.1", user="root", password="") as connection, \
-            connection.cursor() as cursor:
+    with (
+        pymysql.connect(host="127.0.0.1", user="root", password="") as connection,
+        connection.cursor() as cursor,
+    ):
         cursor.execute("SHOW DATABASES LIKE 'drkit_drill_%'")
         assert cursor.fetchall() == ()
 
 
-def test_drill_into_a_scratch_database_on_the_server(world: dict[str, Any],
-                                                     postgres_server: str) -> None:
+def test_drill_into_a_scratch_database_on_the_server(
+    world: dict[str, Any], postgres_server: str
+) -> None:
     document = dict(world["document"])
-    document["drill"] = dict(document["drill"], sandbox=dict(document["drill"]["sandbox"],
-                                                             postgresql=postgres_server + "/"))
+    document["drill"] = dict(
+        document["drill"],
+        sandbox=dict(document["drill"]["sandbox"], postgresql=postgres_server + "/"),
+    )
     resources = resources_of(world, document)
     assert backup(resources).outcome is Outcome.OK
     [result] = drill(resources)
     assert result.outcome == "passed", result.to_json()
     assert "scratch-postgresql" in result.sandbox_kinds
     with psycopg.connect(f"{postgres_server}/postgres") as connection:
-        rows = connection.execute("SELECT datname FROM pg_database WHERE datname LIKE 'drkit_drill_%'").fetchall()
+        rows = connection.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'drkit_drill_%'"
+        ).fetchall()
     assert rows == []
+
+
+def _kill_children_named(name: str) -> int:
+    """SIGKILL every child process of this test process called ``name``; how many."""
+    import os
+    import signal
+
+    killed = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            command = fields[0].split("(", 1)[1]
+            parent = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if command == name and parent == os.getpid():
+            os.kill(int(stat.parent.name), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def test_pg_dump_killed_halfway_leaves_no_complete_snapshot_anywhere(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+
+    from drkit.actions import backup as backup_module
+
+    real_make_source = backup_module.make_source
+    killed: list[int] = []
+
+    def make_source(spec: Any) -> Any:
+        source = real_make_source(spec)
+        if spec.type != "postgresql":
+            return source
+
+        class KilledMidway:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(source, name)
+
+            @contextmanager
+            def snapshot(self) -> Iterator[Any]:
+                with source.snapshot() as capture:
+                    inner = capture.chunks
+
+                    def chunks() -> Iterator[bytes]:
+                        for index, chunk in enumerate(inner):
+                            yield chunk
+                            if index == 0:
+                                killed.append(_kill_children_named("pg_dump"))
+
+                    capture.chunks = chunks()
+                    yield capture
+
+        return KilledMidway()
+
+    monkeypatch.setattr(backup_module, "make_source", make_source)
+    resources = resources_of(world)
+    result = backup(resources)
+    assert killed == [1]
+    assert result.outcome is Outcome.FAILED and "pg_dump" in (result.error or "")
+    for store in resources.stores:
+        assert not [k for k in store.list("test-api/") if k.endswith(MANIFEST_NAME)], store.name
+    assert world["catalog"].list_snapshots("test-api") == []
+    monkeypatch.setattr(backup_module, "make_source", real_make_source)
+    assert backup(resources).outcome is Outcome.OK
