@@ -10,9 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DRKIT_HOME=/var/lib/drkit
 
+# postgresql brings initdb/pg_ctl for `postgresql: ephemeral` drill sandboxes; the server is
+# never started except as a drill's throwaway cluster.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      restic postgresql-client mariadb-client ca-certificates \
+      restic postgresql-client postgresql mariadb-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/drkit

@@ -149,6 +149,7 @@ class RefusedError(DrkitError):
 
     exit_code = ExitCode.REFUSED
     default_hint = "add --force to replace the target, or --to NAME=TARGET to restore elsewhere"
+    reference = "runbooks/restore-after-data-loss.md"
 
 
 class LockHeldError(DrkitError):

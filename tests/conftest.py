@@ -7,6 +7,7 @@ failure, not a skip.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -45,6 +46,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def plain_drkit_logger() -> Iterator[None]:
+    """`drkit` CLI calls (here or in earlier test files) give the drkit logger its own stderr
+    handler and stop propagation, which hides records from caplog; each test here starts
+    with a plain logger, and the previous state comes back afterwards."""
+    logger = logging.getLogger("drkit")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers[:], logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------

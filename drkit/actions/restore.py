@@ -46,6 +46,8 @@ class RestoreRequest:
     store_first: str | None = None
     force: bool = False
     staging_dir: Path | None = None
+    #: a dry run reports what the safety rules would refuse instead of raising
+    dry_run: bool = False
 
 
 @dataclass
@@ -86,6 +88,8 @@ class PreparedRestore:
     #: stores found unreachable during this restore: not tried again for the next sources,
     #: so a region that is down costs its timeout once, not once per artifact
     unreachable: dict[str, str] = field(default_factory=dict)
+    #: what the safety rules refuse (only set on a dry run; a real run raises RefusedError)
+    refusal: RefusedError | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -138,6 +142,7 @@ def _read_first_manifest(
 ) -> Manifest:
     """The snapshot's manifest from the first store that answers, in the restore's order."""
     problems = []
+    tampered = False
     by_name = {store.name: store for store in resources.stores}
     for name in stores:
         try:
@@ -146,8 +151,11 @@ def _read_first_manifest(
             reason = describe_failure(error)
             if isinstance(error, StoreUnavailable):
                 unreachable[name] = reason
+            tampered = tampered or isinstance(error, IntegrityError)
             problems.append(f"{name}: {reason}")
             log.warning("store %s: cannot read the manifest of %s: %s", name, snapshot_id, reason)
+    if tampered:  # a store answered with a damaged manifest: not a network problem (exit 7)
+        raise IntegrityError(f"no intact manifest of {snapshot_id}: " + "; ".join(problems))
     raise StoreUnavailable(f"no store holding {snapshot_id} answered: " + "; ".join(problems))
 
 
@@ -183,28 +191,39 @@ def prepare_restore(
         else:
             target = resolve_target(spec, request.targets.get(spec.name))
         items.append(RestoreItem(spec.name, spec.type, target, artifact.plaintext_size))
-    _apply_safety_rules(resources, items, request.force)
+    refusal = _apply_safety_rules(
+        resources, items, request.force, raise_refusal=not request.dry_run
+    )
     expected = None
     if resources.catalog is not None:
         drill = resources.catalog.last_drill(resources.plan.name)
         expected = getattr(drill, "rto_seconds", None) if drill is not None else None
-    prepared = PreparedRestore(entry, manifest, ordered, items, expected, unreachable=unreachable)
+    prepared = PreparedRestore(
+        entry, manifest, ordered, items, expected, unreachable=unreachable, refusal=refusal
+    )
     prepared.phases["locate"] = time.monotonic() - started
     return prepared
 
 
-def _apply_safety_rules(resources: Resources, items: list[RestoreItem], force: bool) -> None:
+def _apply_safety_rules(
+    resources: Resources, items: list[RestoreItem], force: bool, *, raise_refusal: bool
+) -> RefusedError | None:
+    """Note what each non-empty target holds; refuse to replace it without ``force``."""
     occupied = []
     for item in items:
         source = make_source(resources.plan.source(item.source))
         if not source.is_target_empty(item.target):
             item.replaces = source.describe_target(item.target)
             occupied.append(f"{item.source} -> {item.target.location} ({item.replaces})")
-    if occupied and not force:
-        raise RefusedError(
-            "refusing to overwrite non-empty target(s): " + "; ".join(occupied),
-            hint="add --force to replace them, or --to NAME=TARGET to restore elsewhere",
-        )
+    if not occupied or force:
+        return None
+    refusal = RefusedError(
+        "refusing to overwrite non-empty target(s): " + "; ".join(occupied),
+        hint="add --force to replace them, or --to NAME=TARGET to restore elsewhere",
+    )
+    if raise_refusal:
+        raise refusal
+    return refusal
 
 
 def _stage(

@@ -137,14 +137,19 @@ def restore_command(
         targets=parse_targets(targets),
         store_first=store_first,
         force=force,
+        dry_run=dry_run,
     )
     with opened_resources(context, plan_file, catalog_optional=True) as resources:
         prepared = prepare_restore(resources, request)
         if dry_run:
             if as_json:
-                echo_json({"dry_run": True, **prepared.to_json()})
+                echo_json(
+                    {"dry_run": True, "refused": bool(prepared.refusal), **prepared.to_json()}
+                )
             else:
                 render_plan(prepared, dry_run=True)
+            if prepared.refusal is not None:
+                raise prepared.refusal  # the preview says what the real run would refuse
             return 0
         if not as_json:
             render_plan(prepared, dry_run=False)

@@ -107,7 +107,7 @@ def run_command(
 ) -> int:
     """Run the jobs of every plan (files or folders of *.yaml), one lock per plan."""
     from drkit.actions.resources import open_resources
-    from drkit.cli.hooks import after_job, after_run, job_monitor
+    from drkit.cli.hooks import notify_job, plan_monitor, previous_outcomes, publish_metrics
 
     if due and jobs:
         raise UsageError("--due and --job exclude each other")
@@ -128,16 +128,24 @@ def run_command(
                     for d in decisions
                 ]
                 continue
-            with job_monitor(plan):
+            if not any(decision.due for decision in decisions):
                 outcomes += run_plan(
+                    resources, decisions, lease_seconds=lease_seconds, timeouts=limits
+                )
+                continue
+            previous = previous_outcomes(catalog, plan)
+            plan_outcomes: list[JobOutcome] = []
+            with plan_monitor(plan, plan_outcomes):
+                plan_outcomes += run_plan(
                     resources,
                     decisions,
                     lease_seconds=lease_seconds,
                     timeouts=limits,
-                    on_job=functools.partial(after_job, catalog, plan),
+                    on_job=functools.partial(notify_job, plan, previous),
                 )
+            outcomes += plan_outcomes
         if not dry_run:
-            after_run(catalog, loaded, metrics_file=metrics_file, pushgateway=pushgateway)
+            publish_metrics(catalog, loaded, metrics_file=metrics_file, pushgateway=pushgateway)
     if as_json:
         echo_json([outcome.to_json() for outcome in outcomes])
     else:

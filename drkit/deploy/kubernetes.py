@@ -192,12 +192,29 @@ def cronjob_name(plan_name: str, job: str) -> str:
     return prefix + part + suffix
 
 
+def jobs_run_by(plan: Plan, job: str) -> tuple[str, ...]:
+    """The jobs a CronJob runs: its own, and a prune after the backup when the plan gives
+    prune no schedule of its own (as `drkit run --due` does), so retention is applied."""
+    if job == "backup" and plan.schedule.prune is None:
+        return ("backup", "prune")
+    return (job,)
+
+
+def job_arguments(plan: Plan, file_name: str, job: str) -> list[str]:
+    """``run --job JOB [--job prune] /etc/drkit/plans/FILE``: the pod's drkit arguments."""
+    options = [part for name in jobs_run_by(plan, job) for part in ("--job", name)]
+    return ["run", *options, f"{PLANS_DIR}/{file_name}"]
+
+
 def job_deadline_seconds(plan: Plan, job: str) -> int:
     """How long a job's pod may run. A drill is stopped at twice the plan's RTO (it has
     breached the objective long before), plus room to provision and tear down its sandbox."""
-    limit = DEFAULT_TIMEOUTS[job]
-    if job == "drill" and plan.objectives is not None:
-        limit = min(limit, 2 * plan.objectives.rto.total_seconds())
+    limit = 0.0
+    for name in jobs_run_by(plan, job):
+        own = DEFAULT_TIMEOUTS[name]
+        if name == "drill" and plan.objectives is not None:
+            own = min(own, 2 * plan.objectives.rto.total_seconds())
+        limit += own
     return int(limit) + DEADLINE_MARGIN_SECONDS
 
 
@@ -231,7 +248,7 @@ def render_cronjob(
                     "activeDeadlineSeconds": job_deadline_seconds(plan, job),
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": render_pod_spec(file_name, job, settings),
+                        "spec": render_pod_spec(job_arguments(plan, file_name, job), settings),
                     },
                 },
             },
@@ -239,7 +256,7 @@ def render_cronjob(
     }
 
 
-def render_pod_spec(file_name: str, job: str, settings: PodSettings) -> dict[str, Any]:
+def render_pod_spec(arguments: list[str], settings: PodSettings) -> dict[str, Any]:
     """A pod running one drkit job: non-root, read-only root, plans and secrets mounted."""
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -253,7 +270,7 @@ def render_pod_spec(file_name: str, job: str, settings: PodSettings) -> dict[str
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [render_container(file_name, job, settings)],
+        "containers": [render_container(arguments, settings)],
         "volumes": [
             {"name": "plans", "configMap": {"name": PLANS_CONFIGMAP}},
             # 0440 with fsGroup: readable by the drkit user, by nobody else
@@ -270,12 +287,12 @@ def render_pod_spec(file_name: str, job: str, settings: PodSettings) -> dict[str
     return spec
 
 
-def render_container(file_name: str, job: str, settings: PodSettings) -> dict[str, Any]:
+def render_container(arguments: list[str], settings: PodSettings) -> dict[str, Any]:
     return {
         "name": "drkit",
         "image": settings.image,
         "imagePullPolicy": "IfNotPresent",
-        "args": ["run", "--job", job, f"{PLANS_DIR}/{file_name}"],
+        "args": arguments,
         "envFrom": [{"secretRef": {"name": settings.secrets_name}}],  # for env: references
         "env": [
             {"name": "DRKIT_HOME", "value": HOME_DIR},

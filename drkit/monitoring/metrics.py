@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from drkit.catalog import Catalog, RunRecord
 from drkit.monitoring.endpoints import TIMEOUT_SECONDS, Endpoint, redact, resolve_endpoint, warn
@@ -236,10 +238,33 @@ def push_metrics(
     if not isinstance(endpoint, Endpoint):
         return warn([f"push metrics: {endpoint}"])
     target = endpoint.url.reveal()
+    gateway, handler = _split_credentials(target)
     try:
         push_to_gateway(
-            target, job, registry, grouping_key=dict(grouping_key or {}), timeout=TIMEOUT_SECONDS
+            gateway,
+            job,
+            registry,
+            grouping_key=dict(grouping_key or {}),
+            timeout=TIMEOUT_SECONDS,
+            handler=handler,
         )
     except Exception as error:  # HTTP errors, refused connections, timeouts: all one line
         return warn([f"push metrics: {endpoint}: {redact(str(error), target)}"])
     return []
+
+
+def _split_credentials(url: str) -> tuple[str, Callable[..., Callable[[], None]]]:
+    """A gateway URL holding ``user:password@`` becomes the bare URL and a basic-auth handler
+    (urllib would take the credentials for part of the host name)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, default_handler
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    username, password = unquote(parts.username), unquote(parts.password or "")
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return bare, handler

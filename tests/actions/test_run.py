@@ -162,9 +162,17 @@ def test_second_runner_exits_with_the_lock_code(plan_file: Path, tmp_path: Path)
 
 
 def test_concurrent_runners_one_runs_the_other_is_locked_out(
-    plan_file: Path, tmp_path: Path
+    tmp_path: Path, backend: dict[str, Path], two_regions: list[dict[str, Any]]
 ) -> None:
+    # a drill whose command check takes 3 s keeps the winner busy while the other starts
+    document = plan_document(
+        tmp_path, two_regions, drill={"checks": [{"type": "command", "run": ["sleep", "3"]}]}
+    )
+    plan_file = tmp_path / "slow-plan.yaml"
+    plan_file.write_text(yaml.safe_dump(document, sort_keys=False))
     catalog_url = f"sqlite:///{tmp_path / 'runner.db'}"
+    Catalog.open(catalog_url).close()  # migrate once, so both start on equal terms
+    assert drkit("--catalog", catalog_url, "backup", str(plan_file)).returncode == 0
     args = [
         sys.executable,
         "-m",
@@ -173,16 +181,17 @@ def test_concurrent_runners_one_runs_the_other_is_locked_out(
         catalog_url,
         "run",
         "--job",
-        "backup",
-        "--job",
         "drill",
         str(plan_file),
     ]
-    Catalog.open(catalog_url).close()  # migrate once, so both start on equal terms
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    codes = sorted([first.wait(timeout=120), second.wait(timeout=120)])
-    assert codes == [ExitCode.OK, ExitCode.LOCKED], first.stderr.read() if first.stderr else ""
+    runners = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(runner.wait(timeout=120), runner.communicate()) for runner in runners]
+    assert sorted(code for code, _ in results) == [ExitCode.OK, ExitCode.LOCKED], results
+    [(_, (locked_out, _))] = [r for r in results if r[0] == ExitCode.LOCKED]
+    assert "locked" in locked_out
 
 
 def test_stale_lock_of_a_killed_runner_is_taken_over(plan_file: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ class Request:
     path: str
     content_type: str
     body: bytes
+    authorization: str = ""
 
 
 @dataclass
@@ -49,7 +50,13 @@ def _make_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             receiver.requests.append(
-                Request(self.command, self.path, self.headers.get("Content-Type", ""), body)
+                Request(
+                    self.command,
+                    self.path,
+                    self.headers.get("Content-Type", ""),
+                    body,
+                    self.headers.get("Authorization", ""),
+                )
             )
             self.send_response(receiver.status_for(self.path))
             self.send_header("Content-Length", "0")

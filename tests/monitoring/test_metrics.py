@@ -4,6 +4,7 @@ reaches a Pushgateway-like receiver; failures come back as problems, never raise
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -225,6 +226,8 @@ def test_push_failure_is_one_line_without_the_secret_url(
     monkeypatch.setenv("PUSH_URL", f"http://user:S3CRET@127.0.0.1:{free_port()}")
     [unreachable] = push_metrics(small_registry(), "env:PUSH_URL")
     assert refused.startswith("push metrics: pushgateway (127.0.0.1): ") and "500" in refused
+    [request] = receiver.requests  # credentials went as basic auth, not into the host name
+    assert request.authorization == "Basic " + base64.b64encode(b"user:S3CRET").decode()
     assert unreachable.startswith("push metrics: pushgateway (127.0.0.1): ")
     assert "S3CRET" not in refused + unreachable + caplog.text
     assert "\n" not in refused + unreachable
