@@ -9,7 +9,9 @@ Per store, the policy is the store's own ``retention`` or else the plan's; the d
   deleted objects; its copy is marked deleted in the catalog once its manifest is gone;
 - on an S3 bucket with Object Lock, a snapshot whose objects are still under retention is
   skipped and reported as locked (a delete there would only hide the objects behind delete
-  markers while the bytes stay, billed, until the lock expires);
+  markers while the bytes stay, billed, until the lock expires). Once it has expired, the
+  delete hides the objects behind delete markers too: Object Lock buckets are versioned, and a
+  lifecycle rule expiring noncurrent versions is what finally frees the space;
 - a restic store is compacted (``restic prune``) after its deletions, so space comes back;
 - the first store failure stops that store's prune (the others go on) and makes the run
   degraded; every store failing makes it failed.

@@ -130,7 +130,7 @@ def find_lock_problem(
     if until < written_after + timedelta(days=lock.days) - LOCK_TOLERANCE:
         return (
             f"object {key} is locked only until {until.isoformat(timespec='seconds')}, "
-            f"less than {lock.days} days after it was written"
+            f"short of the plan's {lock.days}-day retention"
         )
     return None
 
@@ -197,12 +197,28 @@ def verify(
                 )
                 result.checks.append(check)
                 if resources.catalog is not None:
-                    resources.catalog.record_verification(
-                        entry.snapshot_id, name, check.ok, error=check.error
-                    )
+                    _record(resources, check)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return result
+
+
+def _record(resources: Resources, check: CopyCheck) -> None:
+    """Note the verification in the catalog when it knows that copy (a copy found only in
+    a store, e.g. before `drkit catalog rebuild`, has no row to update)."""
+    assert resources.catalog is not None
+    record = resources.catalog.get_snapshot(check.snapshot_id)
+    if record is None or record.copy_in(check.store) is None:
+        log.info(
+            "catalog has no copy of %s in %s; verification not recorded "
+            "(drkit catalog rebuild adds it)",
+            check.snapshot_id,
+            check.store,
+        )
+        return
+    resources.catalog.record_verification(
+        check.snapshot_id, check.store, check.ok, error=check.error
+    )
 
 
 def _recorded_manifest_sha(resources: Resources, snapshot_id: str) -> dict[str, str]:
