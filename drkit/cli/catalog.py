@@ -29,7 +29,8 @@ def upgrade(context: Context, as_json: bool) -> int:
 
     catalog = Catalog.open(context.catalog_url)
     try:
-        applied = catalog.upgrade()
+        # migrations run when the catalog is opened; report those too
+        applied = [*catalog.applied_on_open, *catalog.upgrade()]
         revision = catalog.current_revision()
     finally:
         catalog.close()

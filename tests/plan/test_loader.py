@@ -284,3 +284,10 @@ def test_bad_name_says_what_is_allowed() -> None:
         problem
         == "plan.yaml:2: name: use lower-case letters, digits, '-', '_' and '.' (at most 63)"
     )
+
+
+def test_plan_reference_in_docs_is_generated_from_the_schema() -> None:
+    from drkit.plan.reference import render_reference
+
+    committed = (Path(__file__).parents[2] / "docs" / "plan-reference.md").read_text()
+    assert committed == render_reference(), "run: python -m drkit.plan.reference > docs/plan-reference.md"
