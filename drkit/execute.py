@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -252,10 +252,3 @@ class Process:
                     stream.close()
         if self._popen.poll() is None:
             self.kill()
-
-
-def argv_of(command_argv: Sequence[str]) -> tuple[str, ...]:
-    """Normalize an argv to a tuple, refusing empty ones early."""
-    if not command_argv:
-        raise ValueError("empty argv")
-    return tuple(command_argv)

@@ -22,7 +22,10 @@ def parse_duration(value: Any) -> timedelta:
     seconds = float(match.group(1)) * UNITS[match.group(2)]
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than any duration drkit can use") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -4,6 +4,7 @@ reported together as ``plans/api.yaml:14: sources[0].port: ...``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -34,8 +35,26 @@ PlanYamlLoader.add_implicit_resolver(
 )
 
 
+#: more nodes than any real plan has: aliases expanding exponentially ("billion laughs")
+MAX_NODES = 100_000
+
+
+class _NodeProblem(Exception):
+    """A YAML node the plan cannot hold (a bad tag, a list as a key, a recursive alias)."""
+
+    def __init__(self, node: yaml.Node, message: str):
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.message = message
+
+
 def _load_scalar(node: yaml.Node) -> Any:
-    return PlanYamlLoader(yaml.serialize(node)).get_single_data()
+    try:
+        return PlanYamlLoader(yaml.serialize(node)).get_single_data()
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as error:
+        # explicit tags (!!int abc, !!python/object) fail only when the value is built
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise _NodeProblem(node, f"cannot read this value: {reason}") from None
 
 
 class _Node:
@@ -46,17 +65,34 @@ class _Node:
         self.line = line
 
 
-def _compose(node: yaml.Node) -> _Node:
+def _compose(
+    node: yaml.Node, active: set[int] | None = None, count: list[int] | None = None
+) -> _Node:
+    active = set() if active is None else active
+    count = [0] if count is None else count
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise _NodeProblem(node, f"more than {MAX_NODES} values (aliases expanding?)")
+    if id(node) in active:
+        raise _NodeProblem(node, "an alias refers to a value that contains it")
     line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[Any, _Node] = {}
-        for key_node, value_node in node.value:
-            mapping[_load_scalar(key_node)] = _compose(value_node)
-        return _Node(mapping, line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_compose(item) for item in node.value], line)
-    # Scalars: let the safe loader decide the type (int, bool, null, string).
-    return _Node(_load_scalar(node), line)
+    active.add(id(node))
+    try:
+        if isinstance(node, yaml.MappingNode):
+            mapping: dict[Any, _Node] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _NodeProblem(
+                        key_node, "a key must be a plain value, not a list or mapping"
+                    )
+                mapping[_load_scalar(key_node)] = _compose(value_node, active, count)
+            return _Node(mapping, line)
+        if isinstance(node, yaml.SequenceNode):
+            return _Node([_compose(item, active, count) for item in node.value], line)
+        # Scalars: let the safe loader decide the type (int, bool, null, string).
+        return _Node(_load_scalar(node), line)
+    finally:
+        active.discard(id(node))
 
 
 def _plain(node: _Node) -> Any:
@@ -100,10 +136,19 @@ def format_location(location: Location, root: _Node | None = None) -> str:
                 tag = value.get("type")
                 if isinstance(tag, _Node) and tag.value == part:
                     continue  # the discriminator of a tagged union, not a field
-            text += ("." if text else "") + str(part)
+            text += ("." if text else "") + _render_key(part)
         if node is not None:
             node = _child(node, part) or node
     return text or "(plan)"
+
+
+def _render_key(key: object) -> str:
+    """A mapping key as a step of a problem's path. A key no plan has (a colon, a line break)
+    is quoted, so a problem stays one `file:line: path: message` line."""
+    text = str(key)
+    if ":" not in text and text.isprintable():
+        return text
+    return "[" + json.dumps(text).replace(":", "\\u003a") + "]"
 
 
 def _interpolate(value: Any, location: Location, problems: list[tuple[Location, str]]) -> Any:
@@ -158,17 +203,32 @@ def parse_plan(text: str, origin: str = "<plan>") -> Plan:
         node = yaml.compose(text, Loader=PlanYamlLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
+        line = mark.line + 1 if mark is not None else 1
+        problem = " ".join((getattr(error, "problem", None) or str(error)).split())
         raise PlanError(
-            f"{origin}{line}: not valid YAML: {problem}", problems=[f"{origin}{line}: {problem}"]
+            f"{origin}:{line}: not valid YAML: {problem}",
+            problems=[f"{origin}:{line}: (plan): not valid YAML: {problem}"],
+        ) from None
+    except RecursionError:  # the composer recurses once per nesting level
+        raise PlanError(
+            f"{origin}: nested too deeply", problems=[f"{origin}:1: (plan): nested too deeply"]
         ) from None
     if node is None or not isinstance(node, yaml.MappingNode):
         raise PlanError(
             f"{origin}: a plan is a YAML mapping starting with `version: 1`",
             problems=[f"{origin}:1: (plan): expected a mapping"],
         )
-    root = _compose(node)
+    try:
+        root = _compose(node)
+    except _NodeProblem as problem:
+        raise PlanError(
+            f"{origin}:{problem.line}: {problem.message}",
+            problems=[f"{origin}:{problem.line}: (plan): {problem.message}"],
+        ) from None
+    except RecursionError:
+        raise PlanError(
+            f"{origin}: nested too deeply", problems=[f"{origin}:1: (plan): nested too deeply"]
+        ) from None
     problems: list[tuple[Location, str]] = []
     raw = _interpolate(_plain(root), (), problems)
     plan: Plan | None = None

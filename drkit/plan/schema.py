@@ -488,6 +488,8 @@ def find_reference_problems(raw: Any) -> list[tuple[tuple[str | int, ...], str]]
         if not isinstance(check, dict) or check.get("type") != "sql":
             continue
         name = check.get("source")
+        if not isinstance(name, str):
+            continue  # the field's own validation reports it
         if name not in source_types:
             problems.append((("drill", "checks", index, "source"), f"unknown source {name!r}"))
         elif source_types[name] not in DATABASE_SOURCE_TYPES:

@@ -76,6 +76,7 @@ class Failure(enum.Enum):
     MISSING_REPOSITORY = "missing repository"
     NO_SNAPSHOT = "no snapshot"
     NOT_IN_SNAPSHOT = "not in snapshot"
+    DAMAGED = "damaged"
     OTHER = "other"
 
 
@@ -100,6 +101,12 @@ FAILURE_MARKERS: tuple[tuple[Failure, str], ...] = (
     ),
     (Failure.NO_SNAPSHOT, "no snapshot found|no snapshot matched|no matching id found"),
     (Failure.NOT_IN_SNAPSHOT, "not found in snapshot"),
+    (Failure.DAMAGED, "ciphertext verification failed|returned error, retrying"),
+)
+#: restic 0.14 retries a failed read for 15 minutes; data that is gone or cut short never
+#: comes back, so a read is stopped at its first such retry (and the restore fails over)
+LOST_DATA = re.compile(
+    r"returned error, retrying after .*(no such file or directory|unexpected eof|does not exist)"
 )
 #: message (formatted with location, detail, action, key) and hint per failure
 FAILURE_TEXTS: dict[Failure, tuple[str, str | None]] = {
@@ -121,6 +128,10 @@ FAILURE_TEXTS: dict[Failure, tuple[str, str | None]] = {
         "check the store's credentials",
     ),
     Failure.UNREACHABLE: ("cannot reach {location}: {detail}", None),
+    Failure.DAMAGED: (
+        "the data of {key} in {location} is damaged or missing",
+        "run `restic check --read-data` on the repository; restore from another store",
+    ),
     Failure.FULL: ("cannot {action} {key}: {detail}", None),
     Failure.OTHER: ("cannot {action} {key}: {detail}", None),
 }
@@ -319,6 +330,8 @@ class ResticStore:
         self._ensure_repository()
         has_yielded = False
         with self._start(dump_arguments(key), "read", key, stdin=False) as process:
+            done = threading.Event()
+            threading.Thread(target=stop_on_lost_data, args=(process, done), daemon=True).start()
             try:
                 while chunk := process.stdout.read(CHUNK_SIZE):
                     has_yielded = True
@@ -326,6 +339,8 @@ class ResticStore:
             except BaseException:
                 interrupt(process)  # the caller stopped early: leave no stale lock
                 raise
+            finally:
+                done.set()
             stderr = wait(process)
         if stderr is None:
             return
@@ -425,13 +440,15 @@ class ResticStore:
         """classify_failure, blind to the key (a source named "forbidden" is no denial)."""
         return classify_failure(stderr.replace(f"/{key}", "/<key>"))
 
-    def _failure(self, action: str, key: str, stderr: str) -> StoreError:
+    def _failure(self, action: str, key: str, stderr: str) -> StoreError | IntegrityError:
         failure = self._classify(stderr, key)
         if failure in (Failure.NO_SNAPSHOT, Failure.NOT_IN_SNAPSHOT):
             return ObjectNotFound(f"restic store {self.name}: no object {key}")
         template, hint = FAILURE_TEXTS[failure]
         detail = last_line(stderr).replace(self.spec.repository, self.location)
         text = template.format(location=self.location, detail=detail, action=action, key=key)
+        if failure is Failure.DAMAGED:
+            return IntegrityError(f"restic store {self.name}: {text}", hint=hint)
         error_type = StoreFull if failure is Failure.FULL else StoreUnavailable
         return error_type(f"restic store {self.name}: {text}", hint=hint)
 
@@ -451,6 +468,14 @@ def feed(stdin: IO[bytes], first: bytes, rest: Iterator[bytes]) -> int:
         if following is None:
             return size
         chunk = following
+
+
+def stop_on_lost_data(process: Process, done: threading.Event) -> None:
+    """Interrupt restic once it retries reading data that is missing or cut short (LOST_DATA)."""
+    while not done.wait(0.1):
+        if LOST_DATA.search(process.stderr_tail.lower()):
+            interrupt(process)
+            return
 
 
 def wait(process: Process) -> str | None:
