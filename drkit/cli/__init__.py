@@ -5,6 +5,7 @@ exit codes (``drkit.errors.ExitCode``).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
@@ -25,7 +26,43 @@ Exit codes: docs/exit-codes.md (0 ok, 1 failed, 2 usage or plan error, 3 degrade
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+#: command name -> (module, attribute). Commands are imported when invoked, so `drkit backup`
+#: does not pay for the report, monitoring or Kubernetes code (start-up time, memory).
+COMMANDS = {
+    "plan": ("drkit.cli.plan", "plan_group"),
+    "keys": ("drkit.cli.keys", "keys_group"),
+    "backup": ("drkit.cli.backup", "backup_command"),
+    "snapshots": ("drkit.cli.backup", "snapshots_command"),
+    "restore": ("drkit.cli.restore", "restore_command"),
+    "verify": ("drkit.cli.verify", "verify_command"),
+    "prune": ("drkit.cli.prune", "prune_command"),
+    "drill": ("drkit.cli.drill", "drill_command"),
+    "status": ("drkit.cli.report", "status_command"),
+    "report": ("drkit.cli.report", "report_command"),
+    "run": ("drkit.cli.run", "run_command"),
+    "metrics": ("drkit.cli.metrics", "metrics_command"),
+    "k8s": ("drkit.cli.k8s", "k8s_group"),
+    "catalog": ("drkit.cli.catalog", "catalog_group"),
+    "demo": ("drkit.cli.demo", "demo_command"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drkit")
 @click.option(
     "--catalog",
@@ -57,41 +94,6 @@ def cli(
     click_context.obj = Context(catalog_url=catalog_url, verbose=verbose, quiet=quiet)
 
 
-def _register_commands() -> None:
-    from drkit.cli import (
-        backup,
-        catalog,
-        demo,
-        drill,
-        k8s,
-        keys,
-        metrics,
-        plan,
-        prune,
-        report,
-        restore,
-        run,
-        verify,
-    )
-
-    for module in (
-        plan,
-        keys,
-        backup,
-        restore,
-        verify,
-        prune,
-        drill,
-        report,
-        metrics,
-        run,
-        k8s,
-        catalog,
-        demo,
-    ):
-        module.register(cli)
-
-
 def render_error(error: DrkitError) -> None:
     """One line saying what went wrong, then what to do about it."""
     if isinstance(error, PlanError) and error.problems:
@@ -106,7 +108,6 @@ def render_error(error: DrkitError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `drkit` console script; returns the exit code."""
-    _register_commands()
     try:
         result = cli.main(args=argv, prog_name="drkit", standalone_mode=False)
     except DrkitError as error:

@@ -80,8 +80,3 @@ def snapshots_command(
         when = entry.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.taken_at else "?"
         click.echo(f"{entry.snapshot_id}  {when}  {entry.status:<10} {', '.join(entry.stores)}")
     return 0
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(backup_command)
-    cli.add_command(snapshots_command)

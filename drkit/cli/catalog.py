@@ -67,7 +67,3 @@ def rebuild(context: Context, plan_file: str, store_name: str | None, as_json: b
         for problem in result.problems:
             click.echo(f"  skipped {problem}", err=True)
     return 0
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(catalog_group)

@@ -77,7 +77,3 @@ def demo_command(context: Context, directory: str | None) -> int:
         int(ExitCode.OBJECTIVE_BREACHED if status.breached else ExitCode.OK),
     )
     return worst
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(demo_command)

@@ -87,7 +87,3 @@ def drill_command(
         for result in results:
             render_drill(result)
     return int(drill_exit_code(results))
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(drill_command)

@@ -138,7 +138,3 @@ def report_unmounted_paths(loaded: list[tuple[Path, Plan]]) -> None:
             f"{SECRETS_DIR}/; add volumes for data paths (docs/deployment.md#kubernetes)",
             err=True,
         )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(k8s_group)

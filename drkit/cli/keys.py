@@ -29,7 +29,3 @@ def generate(path: str) -> int:
         "snapshots cannot be decrypted."
     )
     return 0
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(keys_group)

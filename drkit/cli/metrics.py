@@ -86,7 +86,3 @@ def metrics_command(
         click.echo(render_metrics(registry), nl=False)
     # The problems were logged as warnings on stderr; the exit code says the job failed.
     return int(ExitCode.FAILED if problems else ExitCode.OK)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(metrics_command)

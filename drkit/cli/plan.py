@@ -115,7 +115,3 @@ def init(path: str | None, force: bool) -> int:
     target.write_text(SAMPLE_PLAN, encoding="utf-8")
     click.echo(f"wrote {target}; check it with: drkit plan validate {target}")
     return 0
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(plan_group)

@@ -75,7 +75,3 @@ def describe_store(store: StorePrune, *, dry_run: bool) -> str:
     if store.error is not None:
         line += "; FAILED"
     return line
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(prune_command)

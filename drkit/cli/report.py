@@ -121,8 +121,3 @@ def report_command(
     else:
         click.echo(text, nl=False)
     return 0
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(status_command)
-    cli.add_command(report_command)

@@ -178,7 +178,3 @@ def restore_command(
     else:
         render_result(prepared)
     return int(ExitCode.OK if outcome == "ok" else ExitCode.INTEGRITY)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(restore_command)

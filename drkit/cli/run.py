@@ -155,7 +155,3 @@ def run_command(
     if dry_run:
         return 0
     return int(OUTCOME_EXIT[worst_outcome([o.outcome for o in outcomes])])
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(run_command)

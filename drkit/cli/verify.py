@@ -44,7 +44,3 @@ def verify_command(
             state = f"ok ({check.objects} objects)" if check.ok else f"FAILED: {check.error}"
             click.echo(f"{check.snapshot_id}  {check.store}: {state}")
     return int(ExitCode.OK if result.ok else ExitCode.INTEGRITY)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(verify_command)

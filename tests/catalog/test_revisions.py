@@ -92,3 +92,9 @@ def test_catalog_newer_than_drkit_is_refused(catalog_url: str) -> None:
         Catalog.open(catalog_url)
     assert "9999" in raised.value.message
     assert "upgrade drkit" in raised.value.hint
+
+
+def test_head_constant_matches_the_newest_migration() -> None:
+    from drkit.catalog.revisions import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION, "update HEAD_REVISION with each new migration"

@@ -20,7 +20,9 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return database.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-def test_second_upgrade_changes_nothing(catalog_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_second_upgrade_changes_nothing(
+    catalog_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--catalog", catalog_url, "catalog", "upgrade", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["revision"] and first["applied"] == [first["revision"]]
@@ -29,8 +31,17 @@ def test_second_upgrade_changes_nothing(catalog_url: str, capsys: pytest.Capture
     assert second == {"applied": [], "revision": first["revision"]}
 
 
-def test_unreachable_catalog_is_exit_12_with_the_password_hidden(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--catalog", "postgresql+psycopg://drkit:s3cret-pw@127.0.0.1:9/drkit", "catalog", "upgrade"])
+def test_unreachable_catalog_is_exit_12_with_the_password_hidden(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "--catalog",
+            "postgresql+psycopg://drkit:s3cret-pw@127.0.0.1:9/drkit",
+            "catalog",
+            "upgrade",
+        ]
+    )
     assert code == ExitCode.CATALOG
     err = capsys.readouterr().err
     assert "s3cret-pw" not in err and "hint:" in err and "Traceback" not in err

@@ -126,7 +126,10 @@ def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[st
 
     def walk(group: click.Group, prefix: list[str]) -> list[list[str]]:
         found = []
-        for name, command in group.commands.items():
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert command is not None
             if isinstance(command, click.Group):
                 found.extend(walk(command, [*prefix, name]))
             else:
