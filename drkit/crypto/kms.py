@@ -35,6 +35,9 @@ class AwsKmsKek:
         self.endpoint_url = endpoint_url
         self._client: Any = None
         self._lock = threading.Lock()
+        #: set once KMS proved unreachable: a restore tries this key for every artifact, twice,
+        #: and each try would wait out the timeouts and retries again
+        self._unreachable: KeyUnavailableError | None = None
 
     def _kms(self) -> Any:
         with self._lock:
@@ -86,11 +89,14 @@ class AwsKmsKek:
     def _call(self, operation: str, call: Callable[[Any], Any], wrapped_by: str = "") -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self._unreachable is not None:
+            raise KeyUnavailableError(self._unreachable.message, hint=self._unreachable.hint)
         try:
             return call(self._kms())
         except ClientError as error:
             raise self._client_error(operation, error, wrapped_by) from None
         except BotoCoreError as error:
+            self._unreachable = self._transport_error(operation, error)
             raise self._transport_error(operation, error) from None
 
     def _transport_error(self, operation: str, error: Exception) -> KeyUnavailableError:

@@ -36,7 +36,7 @@ PlanYamlLoader.add_implicit_resolver(
 
 
 #: more nodes than any real plan has: aliases expanding exponentially ("billion laughs")
-MAX_NODES = 100_000
+MAX_NODES = 10_000
 
 
 class _NodeProblem(Exception):

@@ -481,7 +481,11 @@ def find_reference_problems(raw: Any) -> list[tuple[tuple[str | int, ...], str]]
                     f"{min_regions} regions required but the stores span {len(regions)}",
                 )
             )
-    source_types = {item.get("name"): item.get("type") for _, item in items("sources")}
+    source_types = {
+        item["name"]: item.get("type")
+        for _, item in items("sources")
+        if isinstance(item.get("name"), str)
+    }
     drill = raw.get("drill")
     checks = drill.get("checks") if isinstance(drill, dict) else None
     for index, check in enumerate(checks if isinstance(checks, list) else []):

@@ -103,10 +103,12 @@ FAILURE_MARKERS: tuple[tuple[Failure, str], ...] = (
     (Failure.NOT_IN_SNAPSHOT, "not found in snapshot"),
     (Failure.DAMAGED, "ciphertext verification failed|returned error, retrying"),
 )
-#: restic 0.14 retries a failed read for 15 minutes; data that is gone or cut short never
-#: comes back, so a read is stopped at its first such retry (and the restore fails over)
+#: restic 0.14 retries a failed read ten times, for most of a minute; data that is gone or
+#: cut short never comes back, so a read is stopped at its first such retry (and fails over)
 LOST_DATA = re.compile(
-    r"returned error, retrying after .*(no such file or directory|unexpected eof|does not exist)"
+    r"returned error, retrying after [^:]*: "
+    r"(?:.*no such file or directory|(?:unexpected )?eof|.*does not exist\.?)\s*$",
+    re.MULTILINE,
 )
 #: message (formatted with location, detail, action, key) and hint per failure
 FAILURE_TEXTS: dict[Failure, tuple[str, str | None]] = {
