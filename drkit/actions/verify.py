@@ -70,7 +70,7 @@ def verify_copy(
     try:
         manifest, data = read_manifest(store, resources.plan.name, snapshot_id)
         if expected_manifest_sha and sha256_hex(data) != expected_manifest_sha:
-            raise_integrity(
+            raise IntegrityError(
                 f"store {store_name}: manifest of {snapshot_id} differs from the one "
                 "recorded at backup time"
             )
@@ -90,12 +90,6 @@ def verify_copy(
     check.ok = True
     log.info("store %s: snapshot %s verified (%d objects)", store_name, snapshot_id, check.objects)
     return check
-
-
-def raise_integrity(message: str) -> None:
-    from drkit.errors import IntegrityError
-
-    raise IntegrityError(message)
 
 
 # --- S3 Object Lock ------------------------------------------------------------------------
@@ -188,27 +182,35 @@ def verify(
     directory = Path(tempfile.mkdtemp(prefix="drkit-verify-"))
     try:
         for entry in entries:
-            expected = _recorded_manifest_sha(resources, entry.snapshot_id)
+            # one catalog read per snapshot: the recorded manifest hashes and which copies
+            # the catalog knows (a copy found only in a store has no row to update)
+            record = (
+                resources.catalog.get_snapshot(entry.snapshot_id) if resources.catalog else None
+            )
+            known = {copy.store: copy for copy in record.copies} if record is not None else {}
             for name in entry.stores:
                 if store_name is not None and name != store_name:
                     continue
+                copy = known.get(name)
                 check = verify_copy(
-                    resources, name, entry.snapshot_id, directory, expected.get(name)
+                    resources,
+                    name,
+                    entry.snapshot_id,
+                    directory,
+                    copy.manifest_sha256 if copy is not None else None,
                 )
                 result.checks.append(check)
                 if resources.catalog is not None:
-                    _record(resources, check)
+                    _record(resources, check, known=copy is not None)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return result
 
 
-def _record(resources: Resources, check: CopyCheck) -> None:
-    """Note the verification in the catalog when it knows that copy (a copy found only in
-    a store, e.g. before `drkit catalog rebuild`, has no row to update)."""
+def _record(resources: Resources, check: CopyCheck, *, known: bool) -> None:
+    """Note the verification in the catalog when it knows that copy."""
     assert resources.catalog is not None
-    record = resources.catalog.get_snapshot(check.snapshot_id)
-    if record is None or record.copy_in(check.store) is None:
+    if not known:
         log.info(
             "catalog has no copy of %s in %s; verification not recorded "
             "(drkit catalog rebuild adds it)",
@@ -219,12 +221,3 @@ def _record(resources: Resources, check: CopyCheck) -> None:
     resources.catalog.record_verification(
         check.snapshot_id, check.store, check.ok, error=check.error
     )
-
-
-def _recorded_manifest_sha(resources: Resources, snapshot_id: str) -> dict[str, str]:
-    if resources.catalog is None:
-        return {}
-    record = resources.catalog.get_snapshot(snapshot_id)
-    if record is None:
-        return {}
-    return {copy.store: copy.manifest_sha256 for copy in record.copies if copy.manifest_sha256}
