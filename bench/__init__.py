@@ -8,7 +8,6 @@ bench/RESULTS.md.
 - ``plans``, ``drkit_cli``: drkit plans and the measured drkit commands
 - ``measure``: timing one command (wall, CPU, peak RSS), medians
 - ``moto``: the S3 server (moto) for the S3 case
-- ``pgarchive``: adding data offsets to a custom archive written through a pipe (experiment)
 - ``profile``, ``explain``: py-spy profiles, and why targets are missed
 - ``report``, ``sections``, ``markdown``, ``machine``: RESULTS.md
 """

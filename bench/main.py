@@ -24,9 +24,11 @@ from bench.scenarios import (
     Bench,
     Plans,
     ResticFigures,
+    TinyPlans,
     measure_backup,
     measure_drill,
     measure_dumps,
+    measure_fixed_cost,
     measure_pg_restore,
     measure_restic,
     measure_restore,
@@ -51,6 +53,7 @@ class Options:
     tmpdir: Path | None
     server: PostgresServer
     keep: bool
+    references: bool = True
 
 
 @dataclass
@@ -88,6 +91,11 @@ def parse_arguments(argv: list[str] | None) -> Options:
     parser.add_argument("--user", default="postgres")
     parser.add_argument("--keep", action="store_true", help="keep the workspace folder")
     parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="skip the pgBackRest and borgmatic rows (python -m bench.references)",
+    )
+    parser.add_argument(
         "--render",
         type=Path,
         metavar="PICKLE",
@@ -109,6 +117,7 @@ def parse_arguments(argv: list[str] | None) -> Options:
         tmpdir=arguments.tmpdir,
         server=PostgresServer(arguments.host, arguments.port, arguments.user),
         keep=arguments.keep,
+        references=not arguments.no_references,
     )
 
 
@@ -132,10 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     results.seconds = time.monotonic() - started
     results.load_after = machine.load_average()
     options.output.write_text(report.render(results))
+    assert results.bench is not None
+    for target in report.targets(results.bench):
+        verdict = "met" if target.met else "NOT MET"
+        print(f"{target.name}: {target.measured:.2f}{target.unit} ({verdict})")
     saved = Path(tempfile.gettempdir()) / "drkit-bench-last-results.pickle"
     saved.write_bytes(pickle.dumps(results))
     log.info("wrote %s (results kept in %s) after %.0f s", options.output, saved, results.seconds)
+    if options.references:
+        return run_references(options)
     return 0
+
+
+def run_references(options: Options) -> int:
+    """pgBackRest and borgmatic beside drkit at the small scale, into the same report."""
+    from bench import references
+
+    missing = references.missing_tools()
+    if missing:
+        log.warning("no reference rows: %s missing (%s)", ", ".join(missing), references.INSTALL)
+        return 0
+    argv = ["--scale", str(options.small_scale), "--rounds", str(options.runs)]
+    argv += ["--output", str(options.output)]
+    return references.main(argv + (["--tmpdir", str(options.tmpdir)] if options.tmpdir else []))
 
 
 def rerender(saved: Path, output: Path) -> int:
@@ -160,6 +188,7 @@ def run_benchmark(workspace: Workspace, options: Options) -> Results:
     bench.series["create_catalog"].add(bench.cli.create_catalog())
     main_plans = bench.plans_for(results.datasets["main"], "main")
     small_plans = bench.plans_for(results.datasets["small"], "small", with_s3=True)
+    tiny_plans = bench.tiny_plans()
     for _ in range(options.runs):
         bench.series["idle"].add(bench.cli.idle())
         for step, modules in BACKUP_IMPORTS.items():
@@ -167,7 +196,7 @@ def run_benchmark(workspace: Workspace, options: Options) -> Results:
     for number in range(options.runs):
         with _phase(results, f"round {number + 1} of {options.runs}"):
             main_round(bench, results.datasets["main"], main_plans, number)
-            small_round(bench, results.datasets["small"], small_plans)
+            small_round(bench, results.datasets["small"], small_plans, tiny_plans, number)
     stop_moto(workspace)
     if profile.is_available():
         with _phase(results, "profiles"):
@@ -209,15 +238,22 @@ def rotated(items: list[T], number: int) -> list[T]:
     return items[shift:] + items[:shift]
 
 
-def small_round(bench: Bench, dataset: Dataset, plans: Plans) -> None:
-    """The small database: memory at a second size, and the S3 case (moto is slow)."""
-    measure_dumps(bench, dataset, "small")
+def small_round(bench: Bench, dataset: Dataset, plans: Plans, tiny: TinyPlans, number: int) -> None:
+    """The small database: memory and restore at a second size, the S3 case (moto is slow),
+    and the fixed cost of a command (the tiny backend)."""
+    archive = measure_dumps(bench, dataset, "small")
     snapshot = measure_backup(bench, plans.one_store, "small.backup_1")
     measure_backup(bench, plans.three_stores, "small.backup_3")
     assert plans.with_s3 is not None
     measure_backup(bench, plans.with_s3, "small.backup_s3")
-    measure_restore(bench, plans.one_store, snapshot, "small.restore")
-    measure_drill(bench, plans.one_store, snapshot, "small.drill")
+    restores: list[Callable[[], None]] = [
+        lambda: measure_pg_restore(bench, archive, "small.pg_restore_j2"),
+        lambda: measure_restore(bench, plans.one_store, snapshot, "small.restore"),
+        lambda: measure_drill(bench, plans.one_store, snapshot, "small.drill"),
+    ]
+    for step in rotated(restores, number):
+        step()
+    measure_fixed_cost(bench, tiny)
 
 
 def profile_runs(bench: Bench, plans: Plans, dataset: Dataset) -> list[profile.Profile]:

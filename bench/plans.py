@@ -45,14 +45,17 @@ def write_plan(
     key_path: Path,
     stores: list[dict[str, Any]],
     level: int = 3,
+    sources: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write a plan file: zstd at ``level`` (3 is drkit's default); drills restore into an
-    ephemeral cluster and check the fingerprint (row counts and schema hash)."""
+    ephemeral cluster and check the fingerprint (row counts and schema hash). ``sources``
+    replaces the one PostgreSQL source at ``database_url``."""
     document = {
         "version": 1,
         "name": name,
         "description": "drkit benchmark",
-        "sources": [{"name": SOURCE_NAME, "type": "postgresql", "url": database_url, "jobs": 2}],
+        "sources": sources
+        or [{"name": SOURCE_NAME, "type": "postgresql", "url": database_url, "jobs": 2}],
         "keys": [{"name": "bench-key", "type": "keyfile", "path": str(key_path)}],
         "stores": stores,
         "compression": {"algorithm": "zstd", "level": level},

@@ -11,6 +11,7 @@ from bench.markdown import megabytes, seconds, table
 from bench.measure import ratio
 from bench.sections import (
     backup_section,
+    fixed_cost_section,
     memory_section,
     restic_section,
     restore_section,
@@ -55,9 +56,9 @@ def targets(bench: Bench) -> list[Target]:
             1.15,
         ),
         Target(
-            "3 stores <= 1.1x 1 store",
+            "3 stores <= 1.05x 1 store",
             ratio(series["main.backup_3"].seconds, series["main.backup_1"].seconds),
-            1.1,
+            1.05,
         ),
         Target(
             "3 stores <= 1.1x 1 store, with S3 (2 filesystem + moto; small database)",
@@ -68,6 +69,11 @@ def targets(bench: Bench) -> list[Target]:
             "restore <= 1.0x pg_restore -j2", ratio(series["main.restore"].seconds, baseline), 1.0
         ),
         Target(
+            "restore <= 1.0x pg_restore -j2, small database",
+            ratio(series["small.restore"].seconds, series["small.pg_restore_j2"].value("total")),
+            1.0,
+        ),
+        Target(
             "restore load phase <= 1.0x pg_restore -j2",
             ratio(series["main.restore"].value("load"), baseline),
             1.0,
@@ -76,6 +82,19 @@ def targets(bench: Bench) -> list[Target]:
             "drill load <= 1.0x pg_restore -j2",
             ratio(series["main.drill"].value("load"), baseline),
             1.0,
+        ),
+        Target("`drkit --help` <= 0.2 s", series["fixed.help"].seconds, 0.2, " s"),
+        Target(
+            "tiny SQLite + config backup to 2 filesystem stores <= 0.5 s",
+            series["fixed.tiny_2"].seconds,
+            0.5,
+            " s",
+        ),
+        Target(
+            "the same with a restic store added <= 1.5 s",
+            series["fixed.tiny_restic"].seconds,
+            1.5,
+            " s",
         ),
         Target("peak RSS <= 100 MiB, main size", memory_peak(bench, "main") / 1024, 100, " MiB"),
         Target("peak RSS <= 100 MiB, small size", memory_peak(bench, "small") / 1024, 100, " MiB"),
@@ -92,6 +111,7 @@ def render(results: Results) -> str:
     lines += backup_section(bench)
     lines += s3_section(bench)
     lines += restore_section(bench)
+    lines += fixed_cost_section(bench)
     lines += memory_section(results, bench)
     lines += restic_section(results)
     lines += explain_misses(results, targets(bench))

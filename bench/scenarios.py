@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
@@ -19,7 +20,6 @@ from bench.dataset import Dataset
 from bench.drkit_cli import DrkitCli
 from bench.measure import Sample, Series, run_timed
 from bench.moto import CREDENTIALS, create_bucket, start_moto
-from bench.pgarchive import add_offsets
 from bench.plans import (
     RESTIC_PASSWORD_VARIABLE,
     filesystem_store,
@@ -29,6 +29,7 @@ from bench.plans import (
 )
 from bench.server import PostgresServer
 from bench.workspace import Workspace
+from drkit.sources.pgarchive import add_offsets
 
 RESTIC_PASSWORD = "drkit-bench-not-a-secret"
 
@@ -41,6 +42,15 @@ class Plans:
     three_stores: Path
     level_one: Path  # 1 store, zstd level 1
     with_s3: Path | None = None
+
+
+@dataclass
+class TinyPlans:
+    """A tiny API backend (a SQLite database and a config folder) backed up to 2 filesystem
+    stores, and to the same 2 plus a restic repository: what a command costs before data."""
+
+    two_stores: Path
+    with_restic: Path
 
 
 @dataclass
@@ -115,6 +125,45 @@ class Bench:
             level=level,
         )
 
+    def tiny_plans(self) -> TinyPlans:
+        """The tiny backend's files and plans; the restic repository is created here, so
+        the timed backups find it (as every backup but the first does)."""
+        folder = self.workspace.folder("tiny")
+        (folder / "config").mkdir(exist_ok=True)
+        (folder / "config" / "app.yaml").write_text("listen: 8080\nworkers: 4\n")
+        with sqlite3.connect(folder / "app.db") as connection:
+            connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)")
+            rows = [(f"order {number}",) for number in range(500)]
+            connection.executemany("INSERT INTO orders (note) VALUES (?)", rows)
+        connection.close()
+        sources: list[dict[str, Any]] = [
+            {"name": "app-db", "type": "sqlite", "path": str(folder / "app.db")},
+            {"name": "app-config", "type": "files", "paths": [str(folder / "config")]},
+        ]
+        plans = TinyPlans(
+            write_plan(
+                self.workspace.folder("plans") / "tiny-2.yaml",
+                name="tiny-2",
+                database_url="",
+                key_path=self.key,
+                stores=self._folders("tiny-2", 2),
+                sources=sources,
+            ),
+            write_plan(
+                self.workspace.folder("plans") / "tiny-restic.yaml",
+                name="tiny-restic",
+                database_url="",
+                key_path=self.key,
+                stores=[
+                    *self._folders("tiny-restic", 2),
+                    restic_store("restic", self.workspace.path("tiny-restic-repo")),
+                ],
+                sources=sources,
+            ),
+        )
+        self.cli.backup(plans.with_restic)  # creates the restic repository (init: true)
+        return plans
+
     def checkpoint(self) -> None:
         """Flush the server's dirty pages, and the kernel's, before a timed step, so one
         step's writes (a restored database, a 1 GB archive copy) are not paid for by the
@@ -178,13 +227,22 @@ def measure_backup(bench: Bench, plan: Path, key: str) -> str:
     return str(document["snapshot_id"])
 
 
+def measure_fixed_cost(bench: Bench, plans: TinyPlans) -> None:
+    """What a command costs before any data: ``drkit --help``, and backups of the tiny
+    backend (their stores keep growing by a few KB per run, as in real use)."""
+    bench.series["fixed.help"].add(bench.cli.help())
+    for plan, key in ((plans.two_stores, "fixed.tiny_2"), (plans.with_restic, "fixed.tiny_restic")):
+        outcome = bench.cli.backup(plan)
+        bench.series[key].add(outcome.sample, reported=float(outcome.document["seconds"]))
+
+
 # --- restoring ---------------------------------------------------------------------------------
 
 
 def measure_pg_restore(bench: Bench, archive: Path, key: str, *, index: bool = False) -> None:
     """``pg_restore -j2`` of a local archive into a new database (CREATE DATABASE included,
     as in drkit's load phase). With ``index``, a copy of the archive gets its data offsets
-    first (bench/pgarchive.py, both ways; they must agree), and the faster way's time counts."""
+    first (drkit/sources/pgarchive.py, both ways; they must agree), and the faster way's time counts."""
     times = {"index_search": 0.0, "index_walk": 0.0}
     if index:
         copy = archive.with_suffix(".indexed.dump")

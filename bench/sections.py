@@ -151,7 +151,7 @@ def _restore_rows(bench: Bench) -> list[list[str]]:
             "",
         ),
         _restore_row(
-            "the same archive with data offsets added first (bench/pgarchive.py)",
+            "the same archive with data offsets added first (drkit/sources/pgarchive.py)",
             indexed,
             "total",
             "",
@@ -165,6 +165,7 @@ def restore_section(bench: Bench) -> list[str]:
     baseline = series["main.pg_restore_j2"].value("total")
     restore, drill = series["main.restore"], series["main.drill"]
     pipe, indexed = series["main.pipe_restore_j2"], series["main.indexed_restore_j2"]
+    small, small_baseline = series["small.restore"], series["small.pg_restore_j2"].value("total")
     header = ["command", "median total", "range (s)", "load phase", "other phases", "CPU s"]
     return [
         "## Restore (main database)",
@@ -183,8 +184,44 @@ def restore_section(bench: Bench) -> list[str]:
         f"{seconds(drill.value('rto'))})",
         f"- data offsets: `pg_restore -j2` of the staged archive {seconds(pipe.value('total'))} "
         f"without them, {seconds(indexed.value('total'))} with them, search included "
-        f"({ratio(indexed.value('total'), pipe.value('total')):.2f}x)",
+        f"({ratio(indexed.value('total'), pipe.value('total')):.2f}x); drkit adds them itself "
+        "before its load",
+        f"- small database: drkit restore {seconds(small.seconds)} (range {spread(small)} s; "
+        f"load {seconds(small.value('load'))}), `pg_restore -j2` of the `pg_dump -Fc` file "
+        f"{seconds(small_baseline)}: {ratio(small.seconds, small_baseline):.2f}x",
         "",
+    ]
+
+
+def fixed_cost_section(bench: Bench) -> list[str]:
+    """What a command costs before any data: start-up, plan, catalog, stores."""
+    series = bench.series
+    header = ["command", "median", "range (s)", "drkit's own timer", "CPU s", "peak RSS"]
+    rows = [
+        [
+            name,
+            seconds(series[key].seconds),
+            spread(series[key]),
+            seconds(series[key].value("reported")) if "reported" in series[key].values else "",
+            f"{series[key].cpu_seconds:.2f}",
+            mebibytes(series[key].peak_rss_kib),
+        ]
+        for name, key in (
+            ("`drkit --help`", "fixed.help"),
+            ("`drkit --version`", "idle"),
+            ("backup of a tiny SQLite + config plan, 2 filesystem stores", "fixed.tiny_2"),
+            ("the same plan with a restic store added", "fixed.tiny_restic"),
+        )
+    ]
+    return [
+        "## Fixed cost (a tiny backend)",
+        "",
+        "A SQLite database of 500 rows and a one-file config folder: what a command costs "
+        "before there is data to move (Python, imports, plan, catalog, stores, restic's key "
+        "derivation per run). The restic repository exists already, as for every backup but "
+        "the first.",
+        "",
+        *table(header, rows),
     ]
 
 

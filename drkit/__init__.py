@@ -4,4 +4,4 @@ that prove recovery with measured RTO and RPO.
 Layers, one way only: cli -> plan -> actions -> sources / crypto / stores / catalog / sandboxes.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -1,8 +1,11 @@
 """The one error hierarchy of drkit.
 
 Every error a user can cause or meet carries a one-line message, a hint saying what to do, and
-a reference naming the runbook page that helps. Library code raises these; only the CLI turns
-them into exit codes (``ExitCode``), so the mapping lives in exactly one place.
+a reference naming the runbook that helps as the command that prints it (``drkit runbook
+NAME``: the runbooks ship inside drkit, so this works wherever drkit is installed). Mistakes in
+a command line or a plan have no runbook: their hint is the reference. Library code raises
+these; only the CLI turns them into exit codes (``ExitCode``), so the mapping lives in exactly
+one place.
 """
 
 from __future__ import annotations
@@ -29,12 +32,27 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
+def describe_failure(error: BaseException) -> str:
+    """One line for any failure, for summaries and logs (no tracebacks, no secrets)."""
+    if isinstance(error, DrkitError):
+        return error.message
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def is_unreachable(error: BaseException | None) -> bool:
+    """True for a store that could not be reached or refused (worth a retry, or another
+    store), as opposed to a full one, a missing object or damaged data."""
+    return isinstance(error, StoreUnavailable) and not isinstance(error, StoreFull)
+
+
 class DrkitError(Exception):
     """Base of every error drkit reports to a user."""
 
     exit_code: ExitCode = ExitCode.FAILED
-    default_hint: str = "run with -v for details"
-    reference: str = "runbooks/README.md"
+    default_hint: str = "run again with -vv to see each step and what external programs printed"
+    reference: str = "drkit runbook"
 
     def __init__(self, message: str, *, hint: str | None = None, reference: str | None = None):
         super().__init__(message)
@@ -51,15 +69,19 @@ class UsageError(DrkitError):
     """The command line asks for something impossible."""
 
     exit_code = ExitCode.USAGE
-    default_hint = "see drkit COMMAND --help"
+    default_hint = "see the command's --help"
+    reference = ""  # the command's --help is the reference
 
 
 class PlanError(DrkitError):
     """A plan file is missing, unreadable or invalid. ``problems`` lists every finding."""
 
     exit_code = ExitCode.USAGE
-    default_hint = "see docs/plan-reference.md, or `drkit plan schema` for editor validation"
-    reference = "docs/plan-reference.md"
+    default_hint = (
+        "`drkit plan init` prints an annotated sample plan; `drkit plan schema` the JSON "
+        "Schema for editors"
+    )
+    reference = ""  # the hint is the reference
 
     def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
@@ -70,8 +92,10 @@ class SecretError(DrkitError):
     """A secret reference (env:NAME, file:/path) cannot be resolved."""
 
     exit_code = ExitCode.USAGE
-    default_hint = "export the variable or create the file the plan refers to"
-    reference = "docs/plan-reference.md#secrets"
+    default_hint = (
+        "export the variable or create the file the plan refers to; `drkit check PLAN` "
+        "checks every secret of a plan at once"
+    )
 
 
 class MissingToolError(DrkitError):
@@ -96,7 +120,7 @@ class StoreError(DrkitError):
     """Base for store failures; subclasses say whether retrying or another store may help."""
 
     exit_code = ExitCode.STORE_UNAVAILABLE
-    reference = "runbooks/store-down.md"
+    reference = "drkit runbook store-down"
 
 
 class StoreUnavailable(StoreError):
@@ -125,7 +149,7 @@ class IntegrityError(DrkitError):
 
     exit_code = ExitCode.INTEGRITY
     default_hint = "restore from another store: `drkit restore PLAN --store OTHER`"
-    reference = "runbooks/store-down.md"
+    reference = "drkit runbook store-down"
 
 
 class KeyUnavailableError(DrkitError):
@@ -135,13 +159,13 @@ class KeyUnavailableError(DrkitError):
     default_hint = (
         "check the plan's keys: any one of the keys a snapshot was written for decrypts it"
     )
-    reference = "runbooks/key-lost-or-rotated.md"
+    reference = "drkit runbook key-lost-or-rotated"
 
 
 class SnapshotNotFound(DrkitError):
     exit_code = ExitCode.NOT_FOUND
     default_hint = "list snapshots with `drkit snapshots PLAN` (add --store NAME without a catalog)"
-    reference = "runbooks/restore-after-data-loss.md"
+    reference = "drkit runbook restore-after-data-loss"
 
 
 class RefusedError(DrkitError):
@@ -149,13 +173,13 @@ class RefusedError(DrkitError):
 
     exit_code = ExitCode.REFUSED
     default_hint = "add --force to replace the target, or --to NAME=TARGET to restore elsewhere"
-    reference = "runbooks/restore-after-data-loss.md"
+    reference = "drkit runbook restore-after-data-loss"
 
 
 class LockHeldError(DrkitError):
     exit_code = ExitCode.LOCKED
     default_hint = "another drkit runner works on this plan; wait for it, or let its lease expire"
-    reference = "runbooks/drill-failed-or-objective-breached.md"
+    reference = "drkit runbook drill-failed-or-objective-breached"
 
 
 class CatalogError(DrkitError):
@@ -163,13 +187,13 @@ class CatalogError(DrkitError):
     default_hint = (
         "check --catalog / DRKIT_CATALOG; `drkit catalog rebuild PLAN` recreates it from a store"
     )
-    reference = "runbooks/catalog-lost.md"
+    reference = "drkit runbook catalog-lost"
 
 
 class ObjectiveBreached(DrkitError):
     exit_code = ExitCode.OBJECTIVE_BREACHED
-    default_hint = "see runbooks/drill-failed-or-objective-breached.md"
-    reference = "runbooks/drill-failed-or-objective-breached.md"
+    default_hint = "find what was missed with `drkit status PLAN`, then follow the runbook"
+    reference = "drkit runbook drill-failed-or-objective-breached"
 
 
 class SandboxError(DrkitError):
@@ -178,4 +202,17 @@ class SandboxError(DrkitError):
 
     exit_code = ExitCode.FAILED
     default_hint = "check the plan's drill.sandbox settings and that its servers are reachable"
-    reference = "runbooks/drill-failed-or-objective-breached.md"
+    reference = "drkit runbook drill-failed-or-objective-breached"
+
+
+class PreflightError(DrkitError):
+    """A preflight found a problem the command cannot survive; it stopped before writing
+    anything. Carries the exit code of the problem it names (a missing secret, tool, key)."""
+
+    reference = "drkit runbook"
+
+    def __init__(
+        self, message: str, *, hint: str, exit_code: ExitCode, reference: str | None = None
+    ):
+        super().__init__(message, hint=hint, reference=reference)
+        self.exit_code = exit_code

@@ -1,8 +1,8 @@
 """Secrets as a type: references in plans (``env:NAME``, ``file:/path``) resolved late, and
 values whose ``str``/``repr`` never show the secret.
 
-``Secret.reveal()`` is called only at a process or SDK boundary (an environment variable for a
-child process, a boto3 argument, a key derivation), never for logging or storage.
+``Secret.reveal()`` is called only at a process or SDK boundary (a private file the process
+gateway hands a child, a boto3 argument, a key derivation), never for logging or storage.
 """
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ from pathlib import Path
 from drkit.errors import SecretError
 
 REFERENCE_PREFIXES = ("env:", "file:")
+
+#: Every secret value this process has resolved: the process gateway never lets one reach a
+#: child through an inherited environment variable, whatever that variable is called.
+_resolved: set[str] = set()
+
+
+def is_resolved_secret(value: str) -> bool:
+    """True when ``value`` is a secret this process has read from a reference."""
+    return value in _resolved
 
 
 def is_secret_reference(text: str) -> bool:
@@ -36,7 +45,7 @@ class SecretRef:
                 raise SecretError(
                     f"secret {self.reference}: environment variable {where} is not set"
                 )
-            return Secret(value)
+            return _remember(Secret(value))
         if kind == "file":
             try:
                 text = Path(where).read_text(encoding="utf-8")
@@ -44,11 +53,17 @@ class SecretRef:
                 raise SecretError(
                     f"secret {self.reference}: cannot read {where}: {error.strerror}"
                 ) from None
-            return Secret(text.rstrip("\r\n"))
+            return _remember(Secret(text.rstrip("\r\n")))
         raise SecretError(f"secret reference {self.reference!r} is neither env:NAME nor file:/path")
 
     def __str__(self) -> str:
         return self.reference
+
+
+def _remember(secret: Secret) -> Secret:
+    if secret.reveal():
+        _resolved.add(secret.reveal())
+    return secret
 
 
 class Secret:
@@ -60,7 +75,7 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
-        """The secret itself, for a process environment or an SDK call only."""
+        """The secret itself, for a child's private file or an SDK call only."""
         return self._value
 
     def __repr__(self) -> str:

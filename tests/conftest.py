@@ -48,6 +48,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_drkit_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """drkit's state (default catalog, leases, scratch folders) lives in a folder of the test
+    session, never in the user's own; children started by tests inherit it."""
+    saved = os.environ.get("DRKIT_HOME")
+    os.environ["DRKIT_HOME"] = str(tmp_path_factory.mktemp("drkit-home"))
+    yield
+    if saved is None:
+        os.environ.pop("DRKIT_HOME", None)
+    else:
+        os.environ["DRKIT_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def plain_drkit_logger() -> Iterator[None]:
     """`drkit` CLI calls (here or in earlier test files) give the drkit logger its own stderr

@@ -36,7 +36,8 @@ from tests.runbook_steps import (
 )
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-RUNBOOKS = REPOSITORY / "runbooks"
+#: the one copy, shipped inside the package; runbooks/ at the top is a symlink to it
+RUNBOOKS = REPOSITORY / "drkit" / "runbooks"
 EXPECTED_RUNBOOKS = (
     "README.md",
     "restore-after-data-loss.md",
@@ -242,15 +243,25 @@ def test_runbooks_skip_only_a_few_commands_and_say_why() -> None:
 
 
 def test_every_runbook_named_by_the_code_and_docs_exists() -> None:
-    sources = [*(REPOSITORY / "drkit").rglob("*.py"), *(REPOSITORY / "docs").glob("*.md")]
+    sources = [
+        *(REPOSITORY / "drkit").rglob("*.py"),
+        *(REPOSITORY / "docs").glob("*.md"),
+        *RUNBOOKS.glob("*.md"),
+    ]
+    texts = [source.read_text(encoding="utf-8") for source in sources]
     named = {
-        reference
-        for source in sources
-        for reference in re.findall(r"runbooks/[\w.-]+\.md", source.read_text(encoding="utf-8"))
+        f"{name}.md" for text in texts for name in re.findall(r"drkit runbook ([a-z][\w-]+)", text)
     }
-    missing = sorted(name for name in named if not (REPOSITORY / name).is_file())
-    assert not missing, f"named in drkit/ or docs/ but not written: {missing}"
+    named |= {
+        Path(path).name for text in texts for path in re.findall(r"runbooks/[\w.-]+\.md", text)
+    }
+    missing = sorted(name for name in named if not (RUNBOOKS / name).is_file())
+    assert not missing, f"named in drkit/, docs/ or a runbook but not written: {missing}"
     assert {path.name for path in runbook_files()} >= set(EXPECTED_RUNBOOKS)
+
+
+def test_the_top_level_runbooks_folder_is_the_packaged_one() -> None:
+    assert (REPOSITORY / "runbooks").resolve() == RUNBOOKS.resolve()
 
 
 def test_the_index_links_every_runbook() -> None:

@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drkit import execute
-from drkit.actions.fanout import describe_failure
 from drkit.actions.resources import Resources
 from drkit.actions.restore import PreparedRestore
-from drkit.errors import DrkitError
+from drkit.errors import DrkitError, describe_failure
+from drkit.plan.durations import format_duration
 from drkit.plan.expectations import compile_expectation
 from drkit.plan.schema import CommandCheck, FingerprintCheck, SqlCheck
+from drkit.secrets import SecretRef, is_secret_reference
 from drkit.sources import make_source
-from drkit.sources.base import Target
+from drkit.sources.base import Target, describe_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,14 @@ class CheckResult:
 def _fingerprint_checks(prepared: PreparedRestore) -> list[CheckResult]:
     results = []
     for item in prepared.items:
-        tables = len(prepared.manifest.artifact(item.source).fingerprint.get("tables", {}) or {})
-        files = len(prepared.manifest.artifact(item.source).fingerprint.get("files", {}) or {})
-        measured = f"{tables} tables" if tables else f"{files} files"
+        measured = describe_fingerprint(prepared.manifest.artifact(item.source).fingerprint)
         results.append(
             CheckResult(
                 f"fingerprint {item.source}",
                 not item.differences,
                 measured,
-                "; ".join(item.differences),
+                # what the restore deliberately left out is reported, never silent
+                "; ".join(item.differences + [f"left out: {what}" for what in item.left_out]),
             )
         )
     return results
@@ -65,25 +65,39 @@ def _sql_check(resources: Resources, check: SqlCheck, targets: Mapping[str, Targ
     return CheckResult(name, passed, measured, f"expected {check.expect}, got {measured}")
 
 
-def _command_check(check: CommandCheck, environment: Mapping[str, str]) -> CheckResult:
+def _command_check(check: CommandCheck, sandbox_environment: Mapping[str, str]) -> CheckResult:
+    """Run the plan's command with the sandboxes' URLs and what the check names in ``env``
+    (nothing else of drkit's environment); it and everything it started end by its timeout."""
     name = "command " + " ".join(check.run)
+    timeout = check.timeout.total_seconds()
     try:
-        completed = execute.run(
-            execute.Command(tuple(check.run), env=dict(environment)),
-            timeout=check.timeout.total_seconds(),
-            check=False,
-        )
+        environment = {**check_environment(check), **sandbox_environment}
+        command = execute.Command(tuple(check.run), env=environment)
+        returncode, stderr = execute.run_contained(command, timeout=timeout)
     except DrkitError as error:
         return CheckResult(name, False, None, describe_failure(error))
     except OSError as error:
         return CheckResult(name, False, None, f"cannot run {check.run[0]}: {error.strerror}")
-    tail = completed.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    if returncode is None:
+        return CheckResult(
+            name, False, None, f"did not finish within {format_duration(check.timeout)}"
+        )
+    tail = stderr.strip().splitlines()[-1:] or [""]
     return CheckResult(
         name,
-        completed.returncode == 0,
-        completed.returncode,
-        "" if completed.returncode == 0 else f"exit {completed.returncode}: {tail[0]}",
+        returncode == 0,
+        returncode,
+        "" if returncode == 0 else f"exit {returncode}: {tail[0]}",
     )
+
+
+def check_environment(check: CommandCheck) -> dict[str, str]:
+    """The variables the plan names for a command check: values as written, or the secret
+    an ``env:``/``file:`` reference points to (resolved now)."""
+    return {
+        variable: SecretRef(value).resolve().reveal() if is_secret_reference(value) else value
+        for variable, value in check.env.items()
+    }
 
 
 def run_checks(
@@ -92,7 +106,9 @@ def run_checks(
     targets: Mapping[str, Target],
     environment: Mapping[str, str],
 ) -> list[CheckResult]:
-    """Every check of the plan's drill section, plus one per store that had to be skipped."""
+    """Every check of the plan's drill section, plus one per store that had to be skipped.
+    ``targets`` are the sandboxes' read-only targets; ``environment`` names them for command
+    checks."""
     results: list[CheckResult] = []
     for item in prepared.items:
         for failover in item.failovers:

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drkit.actions.checks import CheckResult, run_checks
-from drkit.actions.fanout import describe_failure
-from drkit.actions.locate import SnapshotEntry, choose_snapshot, find_snapshots
 from drkit.actions.resources import Resources
-from drkit.actions.restore import PreparedRestore, RestoreRequest, execute_restore, prepare_restore
-from drkit.errors import DrkitError, UsageError
+from drkit.actions.restore import (
+    PreparedRestore,
+    RestoreProgress,
+    RestoreRequest,
+    execute_restore,
+    prepare_restore,
+)
+from drkit.actions.tracking import tracked_run
+from drkit.errors import DrkitError, describe_failure
+from drkit.outcome import Outcome
 from drkit.plan.durations import humanize_seconds
+from drkit.repository import SnapshotEntry, choose_snapshot, find_snapshots, prove_entry
 from drkit.sources.base import Target
 
 log = logging.getLogger(__name__)
@@ -29,7 +37,8 @@ class DrillResult:
     snapshot_id: str | None
     store: str | None
     started_at: datetime
-    outcome: str = "error"  # passed | failed | breached | error
+    #: ok (restored, every check passed, objectives met), breached, failed or interrupted
+    outcome: Outcome = Outcome.INTERRUPTED
     phases: dict[str, float] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     rto_seconds: float | None = None
@@ -47,7 +56,7 @@ class DrillResult:
             "snapshot_id": self.snapshot_id,
             "store": self.store,
             "started_at": self.started_at.isoformat(),
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "rto_seconds": _round(self.rto_seconds),
             "rto_objective_seconds": self.rto_objective,
             "rpo_seconds": _round(self.rpo_seconds),
@@ -68,14 +77,9 @@ def _round(value: float | None) -> float | None:
 def _prepare(
     resources: Resources, entry: SnapshotEntry, store: str | None, targets: dict[str, Target]
 ) -> PreparedRestore:
-    request = RestoreRequest(snapshot_id=entry.snapshot_id, store_first=store)
-    prepared = prepare_restore(resources, request, target_overrides=targets)
-    if store is not None:
-        # Drilling one regional copy: no failover, or a broken copy would hide behind another.
-        prepared.stores = [name for name in prepared.stores if name == store]
-        if not prepared.stores:
-            raise UsageError(f"store {store} holds no complete copy of {entry.snapshot_id}")
-    return prepared
+    # Drilling one regional copy: no failover, or a broken copy would hide behind another.
+    request = RestoreRequest(snapshot_id=entry.snapshot_id, only_store=store)
+    return prepare_restore(resources, request, target_overrides=targets)
 
 
 def _judge(resources: Resources, result: DrillResult) -> None:
@@ -96,21 +100,28 @@ def _judge(resources: Resources, result: DrillResult) -> None:
                 f"{humanize_seconds(result.rpo_seconds - result.rpo_objective)}"
             )
     if result.error is not None or any(not check.passed for check in result.checks):
-        result.outcome = "failed" if result.error is None else "error"
+        result.outcome = Outcome.FAILED
     elif result.breaches:
-        result.outcome = "breached"
+        result.outcome = Outcome.BREACHED
     else:
-        result.outcome = "passed"
+        result.outcome = Outcome.OK
 
 
 def drill_once(
-    resources: Resources, entry: SnapshotEntry, newest: SnapshotEntry, store: str | None
+    resources: Resources,
+    entry: SnapshotEntry,
+    newest: SnapshotEntry,
+    store: str | None,
+    progress: RestoreProgress | None = None,
 ) -> DrillResult:
-    """One drill of one snapshot (from one store, or the first healthy one)."""
+    """One drill of one snapshot (from one store, or the first healthy one); ``progress`` as
+    for a restore (the sandboxes and the checks count as phases of ``sandboxes``)."""
     from drkit.sandboxes import open_sandboxes
 
     result = DrillResult(resources.plan.name, entry.snapshot_id, store, datetime.now(UTC))
     started = time.monotonic()
+    if progress:
+        progress("sandboxes", "provision", 0, 0)
     try:
         with open_sandboxes(
             resources.plan, postgresql_major=_postgres_major(resources, entry)
@@ -118,13 +129,15 @@ def drill_once(
             result.phases["provision"] = time.monotonic() - started
             result.sandbox_kinds = sorted({sandbox.kind for sandbox in sandboxes.sandboxes})
             prepared = _prepare(resources, entry, store, dict(sandboxes.targets))
-            execute_restore(resources, prepared, force=True)
+            execute_restore(resources, prepared, force=True, progress=progress)
             for phase in ("fetch", "decrypt", "load"):
                 result.phases[phase] = prepared.phases.get(phase, 0.0)
             result.store = ",".join(sorted({i.store for i in prepared.items if i.store}))
             checks_started = time.monotonic()
+            if progress:
+                progress("sandboxes", "checks", 0, 0)
             result.checks = run_checks(
-                resources, prepared, sandboxes.targets, sandboxes.environment()
+                resources, prepared, sandboxes.reader_targets(), sandboxes.environment()
             )
             result.phases["checks"] = (
                 time.monotonic() - checks_started + prepared.phases.get("verify", 0.0)
@@ -182,32 +195,64 @@ def drill(
     store: str | None = None,
     all_stores: bool = False,
     snapshot_id: str | None = None,
+    progress: RestoreProgress | None = None,
 ) -> list[DrillResult]:
-    """Drill the newest complete snapshot (or a named one), once or once per store."""
-    entries = find_snapshots(resources)
-    newest = choose_snapshot(entries)
-    entry = choose_snapshot(entries, snapshot_id=snapshot_id) if snapshot_id else newest
+    """Drill the newest complete snapshot (or a named one), once or once per store. A plan
+    with pitr: sources drills those to a random moment of their window instead."""
+    if any(getattr(source, "pitr", None) is not None for source in resources.plan.sources):
+        from drkit.actions.pitr_drill import drill_pitr_sources
+
+        return drill_pitr_sources(resources, store=store, all_stores=all_stores)
+    repository = resources.repository
+    if store is not None:
+        repository.store(store)  # a mistyped name is a usage error, before anything is recorded
+    entries = find_snapshots(repository, resources.catalog, snapshot_id=snapshot_id)
+
+    def prove(entry: SnapshotEntry) -> bool:
+        return prove_entry(repository, entry)
+
+    newest = choose_snapshot(entries, prove=prove)
+    entry = (
+        choose_snapshot(entries, snapshot_id=snapshot_id, prove=prove) if snapshot_id else newest
+    )
     stores: list[str | None] = [store]
     if all_stores:
         stores = [s.name for s in resources.stores if s.name in entry.stores]
-    results = []
-    for each in stores:
-        catalog = resources.catalog
-        run_id = catalog.start_run(resources.plan.name, "drill") if catalog else None
-        result = DrillResult(resources.plan.name, entry.snapshot_id, each, datetime.now(UTC))
+    return [_tracked_drill(resources, entry, newest, each, progress) for each in stores]
+
+
+def _tracked_drill(
+    resources: Resources,
+    entry: SnapshotEntry,
+    newest: SnapshotEntry,
+    store: str | None,
+    progress: RestoreProgress | None = None,
+) -> DrillResult:
+    """One drill recorded as a catalog run and a drill record, however it ends."""
+    return run_recorded(
+        resources,
+        entry.snapshot_id,
+        store,
+        lambda: drill_once(resources, entry, newest, store, progress),
+    )
+
+
+def run_recorded(
+    resources: Resources,
+    snapshot_id: str | None,
+    store: str | None,
+    perform: Callable[[], DrillResult],
+) -> DrillResult:
+    """Run ``perform`` as a catalog run whose drill is recorded, however it ends."""
+    with tracked_run(resources, "drill") as tracker:
+        result = DrillResult(resources.plan.name, snapshot_id, store, datetime.now(UTC))
         try:
-            result = drill_once(resources, entry, newest, each)
+            result = perform()
         finally:
-            record_drill(resources, result, run_id)
-            if catalog is not None and run_id is not None:
-                outcome = {"passed": "ok", "breached": "breached"}.get(result.outcome, "failed")
-                if result.outcome == "error" and result.error is None:
-                    outcome, result.error = "interrupted", "interrupted"
-                catalog.finish_run(
-                    run_id,
-                    outcome,
-                    error=result.error or ("; ".join(result.breaches) or None),
-                    summary=result.to_json(),
-                )
-        results.append(result)
-    return results
+            if result.outcome is Outcome.INTERRUPTED and result.error is None:
+                result.error = "interrupted"
+            record_drill(resources, result, tracker.id)
+        tracker.outcome = result.outcome
+        tracker.error = result.error or ("; ".join(result.breaches) or None)
+        tracker.summary = result.to_json()
+    return result

@@ -12,43 +12,49 @@ Per store, the policy is the store's own ``retention`` or else the plan's; the d
   markers while the bytes stay, billed, until the lock expires). Once it has expired, the
   delete hides the objects behind delete markers too: Object Lock buckets are versioned, and a
   lifecycle rule expiring noncurrent versions is what finally frees the space;
+- archived WAL of ``pitr:`` sources older than the oldest kept base backup's start is deleted
+  (``wal_retention``), never while a restore or drill runs;
 - a restic store is compacted (``restic prune``) after its deletions, so space comes back;
 - the first store failure stops that store's prune (the others go on) and makes the run
   degraded; every store failing makes it failed.
-``dry_run`` reads everything (including lock states) and changes nothing, not even the catalog.
+- objects of snapshots that never committed (a backup killed on a host whose leases are gone)
+  are removed once older than any backup runs (``drkit.repository.leftovers``);
+- only snapshots the catalog recorded, or whose manifest authenticates, count: a forged or
+  damaged snapshot folder in a store never pushes a real snapshot out of the policy (it is
+  reported and left alone).
+A dry run works on every store through ``DryRunStore``: everything is read (lock states
+included) and nothing changes, not even the catalog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
 
-from drkit.actions.fanout import describe_failure
-from drkit.actions.locate import list_store_snapshot_ids
-from drkit.actions.outcome import Outcome
 from drkit.actions.resources import Resources
-from drkit.actions.verify import LockReporting, unwrap_store
-from drkit.errors import ObjectNotFound, StoreError
-from drkit.manifest import manifest_key, snapshot_prefix, snapshot_time
+from drkit.actions.tracking import tracked_run
+from drkit.actions.wal_retention import prune_wal
+from drkit.errors import DrkitError, ObjectNotFound, StoreError, describe_failure
+from drkit.outcome import Outcome
 from drkit.plan.schema import RetentionPolicy
 from drkit.report.status import meets_copy_policy
+from drkit.repository import (
+    Repository,
+    list_store_snapshots,
+    remove_stale_uncommitted,
+    snapshot_time,
+)
 from drkit.retention import describe_policy, select_kept
 from drkit.stores.base import Store
+from drkit.stores.dryrun import DryRunStore
 
 log = logging.getLogger(__name__)
 NEWEST_COMPLETE = "newest complete"
 NEWEST_DRILLED = "newest drill-verified"
-
-
-@runtime_checkable
-class CompactingStore(Protocol):
-    """A store whose deletions free space only once compacted (``ResticStore.compact``)."""
-
-    def compact(self) -> None: ...
 
 
 @dataclass
@@ -60,6 +66,12 @@ class StorePrune:
     kept: dict[str, list[str]] = field(default_factory=dict)  # id -> why it is kept
     deleted: list[str] = field(default_factory=list)  # oldest first; "would delete" in a dry run
     locked: dict[str, datetime] = field(default_factory=dict)  # due for deletion, locked until
+    #: listed but neither recorded by the catalog nor proven by its manifest: left alone
+    unproven: dict[str, str] = field(default_factory=dict)
+    #: snapshots that never committed, older than any backup runs: their objects removed
+    leftovers: list[str] = field(default_factory=list)
+    #: archived WAL files no kept base backup needs (pitr sources), deleted
+    wal_deleted: list[str] = field(default_factory=list)
     error: str | None = None
     compacted: bool = False
 
@@ -79,6 +91,9 @@ class StorePrune:
                 {"snapshot_id": key, "locked_until": until.isoformat()}
                 for key, until in self.locked.items()
             ],
+            "unproven": self.unproven,
+            "leftovers": self.leftovers,
+            "wal_deleted": len(self.wal_deleted),
             "compacted": self.compacted,
         }
 
@@ -92,13 +107,12 @@ class PruneResult:
     run_id: int | None = None
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> Outcome:
         """``ok``; ``degraded`` when some store could not be pruned; ``failed`` when none."""
         failed = [store for store in self.stores if not store.ok]
-        outcome = Outcome.OK
-        if failed:
-            outcome = Outcome.FAILED if len(failed) == len(self.stores) else Outcome.DEGRADED
-        return str(outcome.value)
+        if not failed:
+            return Outcome.OK
+        return Outcome.FAILED if len(failed) == len(self.stores) else Outcome.DEGRADED
 
     @property
     def error(self) -> str | None:
@@ -109,7 +123,7 @@ class PruneResult:
         return {
             "plan": self.plan,
             "dry_run": self.dry_run,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "error": self.error,
             "protected": self.protected,
             "stores": [store.to_json() for store in self.stores],
@@ -123,41 +137,87 @@ def prune(
 
     ``now`` (default: the current time) decides which Object Lock retentions have expired.
     Store failures are reported in the result, never raised."""
-    catalog = resources.catalog
-    if catalog is None or dry_run:  # a dry run changes nothing, not even the run history
-        return run_prune(resources, dry_run=dry_run, now=now)
-    with catalog.track_run(resources.plan.name, "prune") as tracker:
-        result = run_prune(resources, dry_run=False, now=now)
+    if dry_run:  # a dry run changes nothing, not even the run history
+        repository = resources.repository
+        stores: list[Store] = [DryRunStore(store) for store in repository.stores]
+        preview = Repository(repository.plan, stores, repository.keys)
+        return run_prune(resources, preview, dry_run=True, now=now)
+    with tracked_run(resources, "prune") as tracker:
+        result = run_prune(resources, resources.repository, dry_run=False, now=now)
         result.run_id = tracker.id
-        tracker.outcome = result.outcome
-        tracker.error = result.error
-        tracker.summary = result.to_json()
+        tracker.outcome, tracker.error, tracker.summary = (
+            result.outcome,
+            result.error,
+            result.to_json(),
+        )
     return result
 
 
-def run_prune(resources: Resources, *, dry_run: bool, now: datetime | None) -> PruneResult:
+def run_prune(
+    resources: Resources, repository: Repository, *, dry_run: bool, now: datetime | None
+) -> PruneResult:
     """Decide and delete, store by store, without recording a run."""
-    plan = resources.plan.name
-    listings: dict[str, list[str]] = {}
-    results: dict[str, StorePrune] = {}
-    for store in resources.stores:
-        try:
-            listings[store.name] = list_store_snapshot_ids(store, plan)
-        except StoreError as error:
-            results[store.name] = StorePrune(
-                store.name, store_policy(resources, store.name), error=describe_failure(error)
-            )
-            log.warning(
-                "store %s: cannot list snapshots: %s", store.name, results[store.name].error
-            )
-    protected = protected_snapshots(resources, listings)
+    listings, unreachable = list_store_snapshots(repository, [s.name for s in repository.stores])
+    results = {
+        name: StorePrune(name, store_policy(resources, name), error=why)
+        for name, why in unreachable.items()
+    }
+    trusted = {
+        name: trusted_ids(resources, repository, name, ids, results)
+        for name, ids in listings.items()
+    }
+    protected = protected_snapshots(resources, trusted)
     moment = now or datetime.now(UTC)
-    for store in resources.stores:
-        if store.name in listings:
+    for store in repository.stores:
+        if store.name in trusted:
             results[store.name] = prune_store(
-                resources, store, listings[store.name], protected, dry_run=dry_run, now=moment
+                resources,
+                repository,
+                store,
+                trusted[store.name],
+                protected,
+                results.get(store.name),
+                record=not dry_run,
+                now=moment,
             )
-    return PruneResult(plan, dry_run, protected, [results[s.name] for s in resources.stores])
+    return PruneResult(
+        resources.plan.name, dry_run, protected, [results[s.name] for s in repository.stores]
+    )
+
+
+def trusted_ids(
+    resources: Resources,
+    repository: Repository,
+    store_name: str,
+    snapshot_ids: list[str],
+    results: dict[str, StorePrune],
+) -> list[str]:
+    """The listed ids that count: recorded complete in this store by the catalog, or whose
+    manifest authenticates there. The others are noted as unproven and left alone."""
+    known: set[str] = set()
+    if resources.catalog is not None:
+        for record in resources.catalog.list_snapshots(resources.plan.name):
+            if store_name in record.complete_stores():
+                known.add(record.id)
+    outcome = results.setdefault(
+        store_name, StorePrune(store_name, store_policy(resources, store_name))
+    )
+    trusted = []
+    for snapshot_id in snapshot_ids:
+        if snapshot_id not in known:
+            try:
+                repository.open_manifest(repository.store(store_name), snapshot_id)
+            except DrkitError as error:
+                outcome.unproven[snapshot_id] = describe_failure(error)
+                log.warning(
+                    "store %s: %s is not proven, left alone: %s",
+                    store_name,
+                    snapshot_id,
+                    outcome.unproven[snapshot_id],
+                )
+                continue
+        trusted.append(snapshot_id)
+    return trusted
 
 
 def store_policy(resources: Resources, store_name: str) -> RetentionPolicy:
@@ -173,7 +233,7 @@ def protected_snapshots(resources: Resources, listings: Mapping[str, list[str]])
         if snapshot_id is not None:
             protected.setdefault(snapshot_id, NEWEST_COMPLETE)
     catalog = resources.catalog
-    passed = catalog.last_drill(resources.plan.name, outcome="passed") if catalog else None
+    passed = catalog.last_drill(resources.plan.name, outcome=Outcome.OK) if catalog else None
     if passed is not None:
         why = protected.get(passed.snapshot_id)
         protected[passed.snapshot_id] = f"{why}, {NEWEST_DRILLED}" if why else NEWEST_DRILLED
@@ -211,32 +271,47 @@ def newest_complete_in_stores(
 
 def prune_store(
     resources: Resources,
+    repository: Repository,
     store: Store,
     snapshot_ids: list[str],
     protected: Mapping[str, str],
+    outcome: StorePrune | None,
     *,
-    dry_run: bool,
+    record: bool,
     now: datetime,
 ) -> StorePrune:
-    """Decide for one store and, unless ``dry_run``, delete what the decision lets go."""
-    plan = resources.plan.name
+    """Decide for one store and delete what the decision lets go (in a dry run, ``store`` is a
+    DryRunStore, so nothing really goes); ``record`` notes deletions in the catalog."""
     policy = store_policy(resources, store.name)
     timed = [(i, t) for i in snapshot_ids if (t := snapshot_time(i)) is not None]
     decision = select_kept(timed, policy, protected=protected)
-    outcome = StorePrune(store.name, policy, {key: list(why) for key, why in decision.kept.items()})
-    reporter = unwrap_store(store)
+    outcome = outcome or StorePrune(store.name, policy)
+    outcome.kept = {key: list(why) for key, why in decision.kept.items()}
+
+    def uncommitted(snapshot_id: str) -> None:
+        """The manifest is gone: the copy is deleted, whatever happens to its objects."""
+        outcome.deleted.append(snapshot_id)
+        if record and resources.catalog is not None:
+            resources.catalog.mark_copy_deleted(snapshot_id, store.name)
+
     try:
         for snapshot_id in reversed(decision.deleted):  # oldest first
-            until = locked_until(reporter, store, plan, snapshot_id, now)
+            until = locked_until(repository, store, snapshot_id, now)
             if until is not None:
                 outcome.locked[snapshot_id] = until
                 log.info("store %s: %s is locked until %s", store.name, snapshot_id, until)
-            elif not dry_run:
-                delete_snapshot(resources, store, snapshot_id, outcome)
-            else:
-                outcome.deleted.append(snapshot_id)
-        if outcome.deleted and not dry_run and isinstance(reporter, CompactingStore):
-            reporter.compact()
+                continue
+            repository.delete_snapshot(
+                store, snapshot_id, functools.partial(uncommitted, snapshot_id)
+            )
+            log.info("store %s: deleted snapshot %s", store.name, snapshot_id)
+        outcome.leftovers = remove_stale_uncommitted(
+            repository, store.name, now=now, dry_run=not record
+        )
+        outcome.wal_deleted = prune_wal(resources, store, list(outcome.kept), record=record)
+        compactor = store.abilities().compactor
+        if (outcome.deleted or outcome.leftovers) and compactor is not None:
+            compactor.compact()
             outcome.compacted = True
     except StoreError as error:
         outcome.error = describe_failure(error)
@@ -245,34 +320,17 @@ def prune_store(
 
 
 def locked_until(
-    reporter: object, store: Store, plan: str, snapshot_id: str, now: datetime
+    repository: Repository, store: Store, snapshot_id: str, now: datetime
 ) -> datetime | None:
     """The latest Object Lock retain-until among a snapshot's objects still under retention
     at ``now``, or None (nothing locked, or a store without Object Lock)."""
-    if not isinstance(reporter, LockReporting):
+    reader = store.abilities().lock_status
+    if reader is None:
         return None
     latest: datetime | None = None
-    for key in store.list(snapshot_prefix(plan, snapshot_id)):
+    for key in repository.list_snapshot_objects(store, snapshot_id):
         with contextlib.suppress(ObjectNotFound):  # gone meanwhile: nothing to hold back
-            mode, until = reporter.lock_status(key)
+            mode, until = reader.lock_status(key)
             if mode is not None and until is not None and until > now:
                 latest = until if latest is None else max(latest, until)
     return latest
-
-
-def delete_snapshot(
-    resources: Resources, store: Store, snapshot_id: str, outcome: StorePrune
-) -> None:
-    """Delete one snapshot from one store: the manifest (undoing the commit), then every
-    other object of the snapshot. StoreError passes through."""
-    plan = resources.plan.name
-    keys = store.list(snapshot_prefix(plan, snapshot_id))  # before the manifest goes
-    manifest = manifest_key(plan, snapshot_id)
-    store.delete(manifest)
-    outcome.deleted.append(snapshot_id)
-    if resources.catalog is not None:
-        resources.catalog.mark_copy_deleted(snapshot_id, store.name)
-    log.info("store %s: deleted snapshot %s", store.name, snapshot_id)
-    for key in keys:
-        if key != manifest:
-            store.delete(key)

@@ -1,15 +1,15 @@
-"""`drkit catalog rebuild`: recreate the catalog's view of a plan from store manifests."""
+"""`drkit catalog rebuild`: recreate the catalog's view of a plan from store manifests. Only
+manifests that open (authenticated, or the 0.1.0 format where it is still believable) are
+recorded; the others are reported."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from drkit.actions.fanout import describe_failure
-from drkit.actions.locate import list_store_snapshot_ids, read_manifest
 from drkit.actions.resources import Resources
-from drkit.errors import CatalogError, DrkitError, StoreUnavailable
-from drkit.manifest import Manifest, sha256_hex
+from drkit.errors import CatalogError, DrkitError, StoreUnavailable, describe_failure
+from drkit.repository import Manifest, list_store_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +32,26 @@ def rebuild_catalog(resources: Resources, *, store_name: str | None = None) -> R
     """Read every manifest of the plan in the chosen stores (all by default) into the catalog."""
     if resources.catalog is None:
         raise CatalogError("no catalog to rebuild into")
-    result = RebuildResult()
-    found: list[tuple[str, str, Manifest, str]] = []
-    for store in resources.stores:
-        if store_name is not None and store.name != store_name:
-            continue
-        try:
-            ids = list_store_snapshot_ids(store, resources.plan.name)
-        except DrkitError as error:
-            result.problems.append(f"{store.name}: {describe_failure(error)}")
-            continue
-        result.stores.append(store.name)
-        for snapshot_id in ids:
-            try:
-                manifest, data = read_manifest(store, resources.plan.name, snapshot_id)
-            except DrkitError as error:
-                result.problems.append(f"{store.name} {snapshot_id}: {describe_failure(error)}")
-                continue
-            found.append((store.name, store.region, manifest, sha256_hex(data)))
-            result.snapshots.add(snapshot_id)
-    if not result.stores:
+    repository = resources.repository
+    names = (
+        [repository.store(store_name).name] if store_name else [s.name for s in repository.stores]
+    )
+    listings, unreachable = list_store_snapshots(repository, names)
+    result = RebuildResult(stores=list(listings))
+    result.problems += [f"{name}: {why}" for name, why in unreachable.items()]
+    if not listings:
         raise StoreUnavailable("no store could be read: " + "; ".join(result.problems))
+    found: list[tuple[str, str, Manifest, str]] = []
+    for name, snapshot_ids in listings.items():
+        store = repository.store(name)
+        for snapshot_id in snapshot_ids:
+            try:
+                opened = repository.open_manifest(store, snapshot_id)
+            except DrkitError as error:
+                result.problems.append(f"{name} {snapshot_id}: {describe_failure(error)}")
+                continue
+            found.append((name, store.region, opened.manifest, opened.sha256))
+            result.snapshots.add(snapshot_id)
     resources.catalog.rebuild(resources.plan.name, found)
     for problem in result.problems:
         log.warning("rebuild: %s", problem)

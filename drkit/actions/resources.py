@@ -1,14 +1,13 @@
-"""What an action works with: the plan, its stores (wrapped for retries), its keys, and the
-catalog (None when the catalog is unavailable and the action can do without it)."""
+"""What an action works with: the plan, its repository (stores wrapped for retries, and keys),
+and the catalog (None when the catalog is unavailable and the action can do without it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from drkit.errors import UsageError
 from drkit.plan.schema import Plan
+from drkit.repository import Repository
 
 if TYPE_CHECKING:
     from drkit.catalog import Catalog
@@ -19,9 +18,21 @@ if TYPE_CHECKING:
 @dataclass
 class Resources:
     plan: Plan
-    stores: list[Store]
-    keys: list[KeyEncryptionKey]
+    repository: Repository
     catalog: Catalog | None
+
+    @property
+    def stores(self) -> list[Store]:
+        return self.repository.stores
+
+    @stores.setter
+    def stores(self, stores: list[Store]) -> None:
+        """Replace the stores (tests wrap them in fault injectors)."""
+        self.repository.stores = list(stores)
+
+    @property
+    def keys(self) -> list[KeyEncryptionKey]:
+        return self.repository.keys
 
 
 def open_resources(plan: Plan, catalog: Catalog | None) -> Resources:
@@ -30,15 +41,6 @@ def open_resources(plan: Plan, catalog: Catalog | None) -> Resources:
     from drkit.crypto import keys_from_plan
     from drkit.stores import make_stores
 
-    return Resources(plan, make_stores(plan), keys_from_plan(plan.keys), catalog)
-
-
-def order_stores(stores: Sequence[Store], first: str | None) -> list[Store]:
-    """The plan's order, or the named store first (`--store NAME`)."""
-    if first is None:
-        return list(stores)
-    chosen = [store for store in stores if store.name == first]
-    if not chosen:
-        names = ", ".join(store.name for store in stores)
-        raise UsageError(f"the plan has no store named {first!r}", hint=f"stores: {names}")
-    return chosen + [store for store in stores if store.name != first]
+    return Resources(
+        plan, Repository(plan.name, make_stores(plan), keys_from_plan(plan.keys)), catalog
+    )

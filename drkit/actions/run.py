@@ -9,6 +9,7 @@ runs the jobs in a sensible order with a timeout each, and reports the worst out
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -16,27 +17,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from croniter import croniter
 
-from drkit.actions.fanout import describe_failure
 from drkit.actions.resources import Resources
-from drkit.errors import DrkitError, ExitCode, LockHeldError
+from drkit.errors import DrkitError, ExitCode, LockHeldError, describe_failure
+from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
+
+if TYPE_CHECKING:
+    from drkit.catalog import Catalog, LockLease
 
 log = logging.getLogger(__name__)
 
 JOB_ORDER = ("backup", "prune", "verify", "drill")
-#: worst first: the exit code of a run over many plans and jobs is its worst outcome's
-SEVERITY = ("failed", "locked", "breached", "degraded", "ok", "skipped")
-OUTCOME_EXIT = {
-    "ok": ExitCode.OK,
-    "skipped": ExitCode.OK,
-    "degraded": ExitCode.DEGRADED,
-    "breached": ExitCode.OBJECTIVE_BREACHED,
-    "locked": ExitCode.LOCKED,
-    "failed": ExitCode.FAILED,
-}
 DEFAULT_TIMEOUTS = {
     "backup": 6 * 3600.0,
     "prune": 3600.0,
@@ -61,26 +56,41 @@ class JobDecision:
 class JobOutcome:
     plan: str
     job: str
-    outcome: str  # ok | degraded | breached | failed | locked | skipped
+    outcome: Outcome
     reason: str = ""
     seconds: float = 0.0
     detail: dict[str, object] = field(default_factory=dict)
+    #: set by a dry run (``--dry-run``): the job would run now; nothing ran
+    would_run: bool = False
+
+    @property
+    def label(self) -> str:
+        """The outcome for people and JSON: ``would run`` in a dry run."""
+        return "would run" if self.would_run else self.outcome.value
 
     def to_json(self) -> dict[str, object]:
         return {
             "plan": self.plan,
             "job": self.job,
-            "outcome": self.outcome,
+            "outcome": self.label,
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
             "detail": self.detail,
         }
 
 
-def worst_outcome(outcomes: Sequence[str]) -> str:
-    if not outcomes:
-        return "ok"
-    return min(outcomes, key=SEVERITY.index)
+@functools.lru_cache(maxsize=256)
+def previous_fire(expression: str, now: datetime) -> datetime:
+    """When the cron schedule last fired at or before ``now`` (once per schedule and moment:
+    a fleet's plans share a few schedules, and croniter costs more than the rest)."""
+    fired: datetime = croniter(expression, now).get_prev(datetime)
+    return fired
+
+
+@functools.lru_cache(maxsize=256)
+def next_fire(expression: str, now: datetime) -> datetime:
+    following: datetime = croniter(expression, now).get_next(datetime)
+    return following
 
 
 def decide_due(
@@ -96,7 +106,7 @@ def decide_due(
                 continue  # decided after backup below
             decisions.append(JobDecision(job, False, "no schedule"))
             continue
-        fired = croniter(expression, now).get_prev(datetime)
+        fired = previous_fire(expression, now)
         last = last_runs.get(job)
         if last is None:
             decisions.append(JobDecision(job, True, f"never ran (schedule {expression!r})"))
@@ -107,7 +117,7 @@ def decide_due(
                 )
             )
         else:
-            following = croniter(expression, now).get_next(datetime)
+            following = next_fire(expression, now)
             decisions.append(
                 JobDecision(job, False, f"ran {last.isoformat()}; next at {following.isoformat()}")
             )
@@ -171,16 +181,12 @@ def run_job(resources: Resources, job: str) -> JobOutcome:
         from drkit.actions.backup import backup
 
         result = backup(resources)
-        return JobOutcome(
-            plan, job, result.outcome.value, result.error or "", detail=result.to_json()
-        )
+        return JobOutcome(plan, job, result.outcome, result.error or "", detail=result.to_json())
     if job == "drill":
         from drkit.actions.drill import drill
 
         drills = drill(resources)
-        outcome = worst_outcome(
-            [{"passed": "ok", "breached": "breached"}.get(d.outcome, "failed") for d in drills]
-        )
+        outcome = Outcome.worst(d.outcome for d in drills)
         reason = "; ".join(filter(None, [d.error or "; ".join(d.breaches) for d in drills]))
         return JobOutcome(
             plan, job, outcome, reason, detail={"drills": [d.to_json() for d in drills]}
@@ -193,8 +199,8 @@ def run_job(resources: Resources, job: str) -> JobOutcome:
         return JobOutcome(
             plan,
             job,
-            "ok" if checked.ok else "failed",
-            "; ".join(failures),
+            Outcome.OK if checked.ok else Outcome.FAILED,
+            "; ".join(failures + checked.lagging),
             detail=checked.to_json(),
         )
     if job == "prune":
@@ -212,25 +218,36 @@ def run_plan(
     lease_seconds: float,
     timeouts: dict[str, float],
     on_job: Callable[[JobOutcome], None] | None = None,
+    decide_again: Callable[[], Sequence[JobDecision]] | None = None,
+    locked_is_skipped: bool = False,
+    lock_wait_seconds: float = 0,
 ) -> list[JobOutcome]:
-    """Run the due jobs of one plan under its lock; a failed backup skips the jobs after it."""
+    """Run the due jobs of one plan under its lock; a failed backup skips the jobs after it.
+
+    ``decide_again`` makes the decision anew once the lock is held (``--due``: what another
+    runner did meanwhile is then seen, so no job runs twice in one window). A lease lost
+    between jobs stops the rest: they end ``locked``. With ``locked_is_skipped``, a plan
+    another runner holds is skipped (it is doing the work) instead of reported ``locked``.
+    """
     plan = resources.plan.name
-    outcomes: list[JobOutcome] = []
-    for decision in decisions:
-        if not decision.due:
-            log.info("plan %s: %s skipped: %s", plan, decision.job, decision.reason)
-            outcomes.append(JobOutcome(plan, decision.job, "skipped", decision.reason))
-    due = [d for d in decisions if d.due]
-    if not due:
-        return outcomes
+    if not any(d.due for d in decisions):
+        return _skipped(plan, decisions)
     catalog = resources.catalog
     assert catalog is not None
     try:
-        lock = catalog.hold_lock(plan, lease_seconds)
+        lock = catalog.hold_lock(plan, lease_seconds, wait_seconds=lock_wait_seconds)
         lease = lock.__enter__()
     except LockHeldError as error:
+        if locked_is_skipped:
+            log.info("plan %s: skipped: %s", plan, error.message)
+            reason = f"another runner is on it: {error.message}"
+            return [JobOutcome(plan, d.job, Outcome.SKIPPED, reason) for d in decisions]
         log.error("plan %s: %s", plan, error.message)
-        return [*outcomes, *(JobOutcome(plan, d.job, "locked", error.message) for d in due)]
+        due = [d for d in decisions if d.due]
+        return [
+            *_skipped(plan, decisions),
+            *(JobOutcome(plan, d.job, Outcome.LOCKED, error.message) for d in due),
+        ]
     try:
         if lease.info.took_over_from:
             log.warning(
@@ -238,46 +255,96 @@ def run_plan(
                 plan,
                 lease.info.took_over_from,
             )
-        backup_failed = False
-        for decision in due:
-            if backup_failed and decision.job in ("prune", "drill"):
-                outcomes.append(JobOutcome(plan, decision.job, "skipped", "the backup failed"))
-                continue
-            log.info("plan %s: running %s (%s)", plan, decision.job, decision.reason)
-            started = time.monotonic()
-            try:
-                with time_limit(timeouts.get(decision.job), decision.job):
-                    outcome = run_job(resources, decision.job)
-            except DrkitError as error:
-                outcome = JobOutcome(plan, decision.job, "failed", describe_failure(error))
-            outcome.seconds = time.monotonic() - started
-            backup_failed = backup_failed or (
-                decision.job == "backup" and outcome.outcome == "failed"
-            )
-            log.info(
-                "plan %s: %s %s in %.1fs%s",
-                plan,
-                decision.job,
-                outcome.outcome,
-                outcome.seconds,
-                f": {outcome.reason}" if outcome.reason else "",
-            )
-            outcomes.append(outcome)
-            if on_job is not None:
-                on_job(outcome)
+        if decide_again is not None:
+            decisions = decide_again()
+        outcomes = _skipped(plan, decisions)
+        return outcomes + _run_due(
+            resources, [d for d in decisions if d.due], lease, timeouts=timeouts, on_job=on_job
+        )
     finally:
         lock.__exit__(None, None, None)
+
+
+def _skipped(plan: str, decisions: Sequence[JobDecision]) -> list[JobOutcome]:
+    outcomes = []
+    for decision in decisions:
+        if not decision.due:
+            log.info("plan %s: %s skipped: %s", plan, decision.job, decision.reason)
+            outcomes.append(JobOutcome(plan, decision.job, Outcome.SKIPPED, decision.reason))
     return outcomes
+
+
+def _run_due(
+    resources: Resources,
+    due: Sequence[JobDecision],
+    lease: LockLease,
+    *,
+    timeouts: dict[str, float],
+    on_job: Callable[[JobOutcome], None] | None,
+) -> list[JobOutcome]:
+    plan = resources.plan.name
+    outcomes: list[JobOutcome] = []
+    backup_failed = False
+    for index, decision in enumerate(due):
+        if backup_failed and decision.job in ("prune", "drill"):
+            outcomes.append(JobOutcome(plan, decision.job, Outcome.SKIPPED, "the backup failed"))
+            continue
+        try:
+            lease.confirm()
+        except LockHeldError as error:
+            log.error("plan %s: stopping before %s: %s", plan, decision.job, error.message)
+            return outcomes + [
+                JobOutcome(plan, rest.job, Outcome.LOCKED, error.message) for rest in due[index:]
+            ]
+        outcome = _run_one(resources, decision, timeouts)
+        backup_failed = backup_failed or (
+            decision.job == "backup" and outcome.outcome is Outcome.FAILED
+        )
+        outcomes.append(outcome)
+        if on_job is not None:
+            on_job(outcome)
+    return outcomes
+
+
+def _run_one(resources: Resources, decision: JobDecision, timeouts: dict[str, float]) -> JobOutcome:
+    plan = resources.plan.name
+    log.info("plan %s: running %s (%s)", plan, decision.job, decision.reason)
+    started = time.monotonic()
+    try:
+        with time_limit(timeouts.get(decision.job), decision.job):
+            outcome = run_job(resources, decision.job)
+    except DrkitError as error:
+        outcome = JobOutcome(plan, decision.job, Outcome.FAILED, describe_failure(error))
+    outcome.seconds = time.monotonic() - started
+    log.info(
+        "plan %s: %s %s in %.1fs%s",
+        plan,
+        decision.job,
+        outcome.outcome.value,
+        outcome.seconds,
+        f": {outcome.reason}" if outcome.reason else "",
+    )
+    return outcome
 
 
 def last_run_times(resources: Resources) -> dict[str, datetime | None]:
     """When each job last started for this plan, from the catalog."""
     catalog = resources.catalog
     assert catalog is not None
-    times: dict[str, datetime | None] = {}
-    for job in JOB_ORDER:
-        record = catalog.last_run(resources.plan.name, job)
-        times[job] = record.started_at if record is not None else None
+    return fleet_run_times(catalog, [resources.plan.name])[resources.plan.name]
+
+
+def fleet_run_times(
+    catalog: Catalog, plans: Sequence[str]
+) -> dict[str, dict[str, datetime | None]]:
+    """When each job of each plan last started, in a few queries for all the plans."""
+    from drkit.catalog import PlanPolicy
+
+    states = catalog.plan_states([PlanPolicy(plan) for plan in plans], jobs=JOB_ORDER)
+    times: dict[str, dict[str, datetime | None]] = {}
+    for plan in plans:
+        runs = {job: states[plan].job(job).last for job in JOB_ORDER}
+        times[plan] = {job: run.started_at if run else None for job, run in runs.items()}
     return times
 
 

@@ -10,9 +10,14 @@ and it hands out frozen records, never ORM objects.
 
 from drkit.catalog.catalog import Catalog, RunTracker
 from drkit.catalog.database import mask_url
+from drkit.catalog.evidence import EvidenceHead
+from drkit.catalog.fleet import JobRuns, PlanPolicy, PlanState
+from drkit.catalog.history import BackupEntry, CopyEntry
 from drkit.catalog.locks import LockLease, make_lock_owner
+from drkit.catalog.periods import PeriodFacts
 from drkit.catalog.records import (
     ArtifactRecord,
+    CopyInput,
     CopyRecord,
     DrillCheck,
     DrillInput,
@@ -22,16 +27,26 @@ from drkit.catalog.records import (
     SnapshotRecord,
 )
 from drkit.catalog.revisions import head_revision
+from drkit.catalog.totals import JobTotals
 
 __all__ = [
     "ArtifactRecord",
+    "BackupEntry",
     "Catalog",
+    "CopyEntry",
+    "CopyInput",
     "CopyRecord",
     "DrillCheck",
     "DrillInput",
     "DrillRecord",
+    "EvidenceHead",
+    "JobRuns",
+    "JobTotals",
     "LockInfo",
     "LockLease",
+    "PeriodFacts",
+    "PlanPolicy",
+    "PlanState",
     "RunRecord",
     "RunTracker",
     "SnapshotRecord",

@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from drkit.errors import CatalogError
+from drkit.home import drkit_home
 
-DEFAULT_HOME = "~/.local/state/drkit"
 CATALOG_FILE = "catalog.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+#: execution option marking a read-only transaction (SQLite then begins it DEFERRED)
+READ_ONLY_OPTION = "drkit_read_only"
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&\s]*", re.IGNORECASE)
 
@@ -41,19 +43,6 @@ def one_line(text: str, limit: int = 500) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
-def drkit_home() -> Path:
-    """drkit's state directory ($DRKIT_HOME, default ~/.local/state/drkit), created 0700."""
-    home = Path(os.environ.get("DRKIT_HOME") or DEFAULT_HOME).expanduser()
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as error:
-        raise CatalogError(
-            f"cannot create drkit's state directory {home}: {error.strerror}",
-            hint="set DRKIT_HOME to a writable directory, or pass --catalog URL",
-        ) from None
-    return home
-
-
 def resolve_url(url: str | None) -> URL:
     """The catalog URL to use: ``url``, else $DRKIT_CATALOG, else $DRKIT_HOME/catalog.db.
 
@@ -65,20 +54,28 @@ def resolve_url(url: str | None) -> URL:
         _create_private_file(path)
         return URL.create("sqlite", database=str(path))
     if "://" not in text:
-        return URL.create("sqlite", database=str(Path(text).expanduser()))
+        path = Path(text).expanduser()
+        _create_private_file(path)
+        return URL.create("sqlite", database=str(path))
     try:
         parsed = make_url(text)
     except (exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise CatalogError(f"catalog URL {mask_url(text)} is not a database URL") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _create_private_file(Path(str(parsed.database)).expanduser())
     return parsed
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the default catalog file readable by its owner only (it names hosts and stores)."""
+    """Make the catalog file readable by its owner only (it names hosts, stores and errors):
+    created 0600 when missing, and tightened to 0600 when an earlier release left it open."""
     try:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        status = path.stat()
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            path.chmod(0o600)
     except OSError as error:
         raise CatalogError(f"cannot create catalog {path}: {error.strerror}") from None
 
@@ -104,6 +101,9 @@ def create_catalog_engine(url: URL) -> Engine:
             connect_args = {
                 "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
                 "application_name": "drkit",
+                # no server-side prepared statements: they outlive a transaction, which a
+                # pooler in transaction mode (PgBouncer, docs/deployment.md) cannot keep
+                "prepare_threshold": None,
             }
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
@@ -127,14 +127,31 @@ def _create_sqlite_engine(url: URL) -> Engine:
         # let SQLAlchemy, not the sqlite3 module, decide where transactions begin
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        if not in_memory:
+            # write-ahead logging: readers see the last commit while a writer works, instead
+            # of waiting for it (the mode is kept in the file; setting it again is a no-op)
+            _enable_write_ahead_log(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # a reader takes no write lock: it neither waits for writers nor blocks them
+            connection.exec_driver_sql("BEGIN")
+            return
         # take the write lock up front: read-then-write transactions (locks, upserts,
         # migrations) then serialize instead of failing with "database is locked"
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enable_write_ahead_log(dbapi_connection: Any) -> None:
+    try:
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+    except Exception:  # a busy or read-only file keeps its journal mode, which still works
+        return
+    # with WAL, a commit need not fsync the log each time to stay consistent
+    dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
 
 class Database:
@@ -144,6 +161,9 @@ class Database:
         self.engine = engine
         self.url = display_url(url)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -157,6 +177,16 @@ class Database:
                 yield session
         except exc.IntegrityError:
             raise
+        except exc.DBAPIError as error:
+            raise CatalogError(f"catalog {self.url}: {describe_error(error)}") from error
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it takes no write lock (a plain BEGIN),
+        so readers never queue behind writers or each other."""
+        try:
+            with self._read_sessions.begin() as session:
+                yield session
         except exc.DBAPIError as error:
             raise CatalogError(f"catalog {self.url}: {describe_error(error)}") from error
 

@@ -25,7 +25,7 @@ def record_drill(session: Session, drill: DrillInput) -> int:
         sandbox_kinds=list(drill.sandbox_kinds),
         started_at=drill.started_at,
         finished_at=drill.finished_at,
-        outcome=drill.outcome,
+        outcome=str(drill.outcome),
         rto_seconds=drill.rto_seconds,
         rpo_seconds=drill.rpo_seconds,
         phases={phase: float(seconds) for phase, seconds in drill.phases.items()},
@@ -56,7 +56,7 @@ def list_drills(
     if since is not None:
         query = query.where(Drill.started_at >= since)
     if outcome is not None:
-        query = query.where(Drill.outcome == outcome)
+        query = query.where(Drill.outcome == str(outcome))
     if limit is not None:
         query = query.limit(limit)
     return [to_drill_record(row) for row in session.scalars(query)]

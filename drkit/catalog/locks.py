@@ -52,6 +52,26 @@ def acquire_lock(
     raise LockHeldError(describe_holder(current, now))
 
 
+def holder_is_gone(owner: str) -> bool:
+    """True when ``owner`` (``host:pid:random``) ran on this host and its process is dead: a
+    killed drkit's live-looking lease is taken over at once instead of after it expires. A
+    holder on another host, or a pid that is alive (even reused), keeps its lease."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def try_acquire(
     session: Session, plan: str, owner: str, lease_seconds: float, now: datetime
 ) -> LockInfo | None:
@@ -64,7 +84,7 @@ def try_acquire(
         )
         session.flush()
         return LockInfo(plan, owner, now, now, expires_at)
-    if row.owner != owner and row.expires_at > now:
+    if row.owner != owner and row.expires_at > now and not holder_is_gone(row.owner):
         raise LockHeldError(describe_holder(to_lock_info(row), now))
     took_over_from = row.owner if row.owner != owner else None
     acquired_at = now if took_over_from else row.acquired_at
@@ -109,7 +129,7 @@ def release_lock(database: Database, plan: str, owner: str) -> bool:
 
 
 def read_lock(database: Database, plan: str) -> LockInfo | None:
-    with database.transaction() as session:
+    with database.reading() as session:
         row = session.get(Lock, plan)
         return to_lock_info(row) if row is not None else None
 
@@ -157,6 +177,17 @@ class LockLease:
         """Raise LockHeldError if the lease was lost."""
         if self.lost is not None:
             raise self.lost
+
+    def confirm(self) -> None:
+        """Renew the lease now and raise LockHeldError if it was lost: call it before each
+        step. A runner that stalled past its lease (paused, swapped out) learns here that
+        another took over, before it starts anything, not a heartbeat interval later."""
+        self.check()
+        try:
+            self.info = self._renew()
+        except LockHeldError as error:
+            self.lost = error
+            raise
 
     def stop(self) -> None:
         """Stop renewing and release the lock (unless it was lost to another runner)."""

@@ -65,7 +65,11 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_plan_kind_started_at", "plan", "kind", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_plan_kind_started_at", "plan", "kind", "started_at"),
+        # finding the runs left `running` by killed processes reads this, not the history
+        Index("ix_runs_outcome", "outcome"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     plan: Mapped[str] = mapped_column(String(200))
@@ -93,6 +97,10 @@ class Snapshot(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     plaintext_size: Mapped[int] = mapped_column(BigInteger)
     sources: Mapped[list[str]] = mapped_column(JSON)
+    #: complete copies not found damaged by a verify, and the regions they span: kept by
+    #: drkit.catalog.snapshots as copies change, so the copy policy is a filter on the row
+    good_copies: Mapped[int] = mapped_column(Integer, default=0)
+    good_regions: Mapped[int] = mapped_column(Integer, default=0)
 
     artifacts: Mapped[list[ArtifactRow]] = relationship(
         back_populates="snapshot", cascade="all, delete-orphan", order_by="ArtifactRow.source"
@@ -174,3 +182,66 @@ class Lock(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunTotal(Base):
+    """Finished runs counted per plan, job, outcome and duration bucket (``le``: the bucket's
+    upper bound in seconds), kept as runs finish so counters need no history."""
+
+    __tablename__ = "run_totals"
+
+    plan: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    le: Mapped[float] = mapped_column(Float, primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float] = mapped_column(Float)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class EvidenceRecord(Base):
+    """One signed record of a plan's hash-chained evidence log (``drkit.crypto.evidence``):
+    the primary key (plan, seq) lets one runner alone append each position, so concurrent
+    runs never fork the chain."""
+
+    __tablename__ = "evidence"
+
+    plan: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    record: Mapped[str] = mapped_column(Text)
+
+
+class WalObjectRow(Base):
+    """The continuity ledger: one row per WAL file (segment, partial segment, timeline
+    history) per store that holds it."""
+
+    __tablename__ = "wal_objects"
+    __table_args__ = (
+        Index(
+            "ix_wal_objects_plan_source_store_kind_name",
+            "plan",
+            "source",
+            "store",
+            "kind",
+            "name",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))
+    store: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: bytes of the segment that hold WAL (partial segments: up to the last non-zero byte)
+    valid_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    #: everything the server had flushed by this moment is in this object or older ones
+    covered_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: a timeline history file's text (small): the switch points the window follows
+    detail: Mapped[str | None] = mapped_column(Text)

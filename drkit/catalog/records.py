@@ -3,15 +3,80 @@ back into a session or change the catalog by accident."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
+
+
+class StoredObjectLike(Protocol):
+    """An object a store holds (``drkit.repository.manifest.StoredObject``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+class ArtifactFields(Protocol):
+    """What a manifest's artifact and the catalog's record of it (``ArtifactRecord``) share."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def compression(self) -> str: ...
+    @property
+    def plaintext_size(self) -> int: ...
+    @property
+    def plaintext_sha256(self) -> str: ...
+    @property
+    def fingerprint(self) -> dict[str, Any]: ...
+
+
+class ArtifactLike(ArtifactFields, Protocol):
+    """What the catalog reads of one artifact of a manifest."""
+
+    @property
+    def key_names(self) -> list[str]: ...
+    @property
+    def encrypted(self) -> StoredObjectLike | None: ...
+    @property
+    def raw(self) -> StoredObjectLike | None: ...
+
+
+class ManifestLike(Protocol):
+    """What the catalog records of a snapshot's manifest (``drkit.repository.Manifest``);
+    the catalog does not depend on the repository layer above it."""
+
+    @property
+    def plan(self) -> str: ...
+    @property
+    def snapshot_id(self) -> str: ...
+    @property
+    def taken_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime: ...
+    @property
+    def sources(self) -> list[str]: ...
+    @property
+    def artifacts(self) -> Sequence[ArtifactLike]: ...
+
 
 RunKind = Literal["backup", "restore", "drill", "verify", "prune", "rebuild"]
-RunOutcome = Literal["running", "ok", "degraded", "failed", "breached", "interrupted"]
+RunOutcome = Literal[
+    "running", "ok", "skipped", "degraded", "breached", "locked", "interrupted", "failed"
+]
+#: drills end ok, failed, breached or interrupted (release 0.1.0 wrote passed and error,
+#: which migration 0002 turned into ok and failed)
 SnapshotStatus = Literal["pending", "complete", "incomplete", "failed"]
 CopyStatus = Literal["uploading", "complete", "failed", "deleted"]
-DrillOutcome = Literal["passed", "failed", "breached", "error"]
+DrillOutcome = Literal["ok", "failed", "breached", "interrupted"]
 
 
 def check_choice(kind: Any, value: str, what: str) -> None:
@@ -116,6 +181,18 @@ class DrillCheck:
     passed: bool
     measured: float | int | str | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CopyInput:
+    """A store's copy of a snapshot as a backup ends (``Catalog.record_backup``)."""
+
+    store: str
+    region: str | None
+    status: str
+    error: str | None = None
+    bytes: int = 0
+    manifest_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 #: the newest revision in migrations/versions (a test keeps it equal to alembic's head), so an
 #: up-to-date catalog opens without importing alembic at all (start-up time and memory)
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0006_wal_ledger"
 # pg_advisory_xact_lock key for "one upgrade at a time"; any constant shared by all drkits
 POSTGRES_UPGRADE_LOCK_KEY = 0x64726B6974  # "drkit"
 

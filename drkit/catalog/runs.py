@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from drkit.catalog import totals
 from drkit.catalog.database import one_line
 from drkit.catalog.models import Run
 from drkit.catalog.records import RunKind, RunOutcome, RunRecord, check_choice
 from drkit.errors import CatalogError
+
+ORPHANED_RUN_ERROR = "the drkit process running it ended without finishing it (killed or crashed)"
 
 
 def start_run(session: Session, plan: str, kind: str, now: datetime) -> int:
@@ -44,11 +48,41 @@ def finish_run(
     run = session.get(Run, run_id)
     if run is None:
         raise CatalogError(f"run {run_id} is not in the catalog")
-    run.outcome = outcome
+    was_running = run.outcome == "running"
+    run.outcome = str(outcome)  # a plain word, whatever str subclass came in
     run.finished_at = now
     run.error = one_line(error) if error else None
     if summary is not None:
         run.summary = summary
+    if was_running:
+        totals.add_run(session, run.plan, run.kind, run.outcome, run.started_at, now, run.summary)
+
+
+def interrupt_orphaned_runs(
+    session: Session,
+    plans: Collection[str] | None,
+    is_owner_gone: Callable[[str, int, datetime], bool],
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> list[RunRecord]:
+    """Close as ``interrupted`` every ``running`` run (of ``plans``, or all) whose process
+    has ended without closing it (killed, crashed, the machine lost power). ``is_owner_gone``
+    judges (host, pid, started_at); a run of another host is never judged from here."""
+    query = select(Run).where(Run.outcome == "running").order_by(Run.id)
+    if plans is not None:
+        query = query.where(Run.plan.in_(list(plans)))
+    found = []
+    for run in session.scalars(query):
+        if not is_owner_gone(run.host, run.pid, run.started_at):
+            continue
+        if not dry_run:
+            run.outcome = "interrupted"
+            run.finished_at = now
+            run.error = ORPHANED_RUN_ERROR
+            totals.add_run(session, run.plan, run.kind, run.outcome, run.started_at, now, None)
+        found.append(to_run_record(run))
+    return found
 
 
 def list_runs(

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, selectinload
 
 from drkit.catalog.database import one_line
 from drkit.catalog.models import ArtifactRow, Copy, Snapshot
 from drkit.catalog.records import (
+    ArtifactLike,
     ArtifactRecord,
     CopyRecord,
     CopyStatus,
+    ManifestLike,
     SnapshotRecord,
     SnapshotStatus,
     check_choice,
 )
 from drkit.errors import SnapshotNotFound
-from drkit.manifest import Artifact, Manifest, sha256_hex
 
 
 def record_snapshot(
     session: Session,
-    manifest: Manifest,
+    manifest: ManifestLike,
     status: str,
     run_id: int | None,
     manifest_sha256: str | None = None,
 ) -> Snapshot:
     """Insert or update the snapshot a manifest describes, with exactly its artifacts.
 
-    ``manifest_sha256`` defaults to the hash of the manifest as drkit writes it to stores.
+    ``manifest_sha256`` is the hash of the manifest's bytes as stores hold them.
     """
     check_choice(SnapshotStatus, status, "snapshot status")
     snapshot = session.get(Snapshot, manifest.snapshot_id)
@@ -39,7 +42,7 @@ def record_snapshot(
         session.add(snapshot)
     elif run_id is not None:
         snapshot.run_id = run_id
-    snapshot.manifest_sha256 = manifest_sha256 or sha256_hex(manifest.to_bytes())
+    snapshot.manifest_sha256 = manifest_sha256
     snapshot.plan = manifest.plan
     snapshot.taken_at = manifest.taken_at
     snapshot.finished_at = manifest.finished_at
@@ -51,7 +54,7 @@ def record_snapshot(
     return snapshot
 
 
-def stored_size(manifest: Manifest) -> int:
+def stored_size(manifest: ManifestLike) -> int:
     """Bytes one store holds for the snapshot: the encrypted objects, or raw ones for stores
     (restic) that only take raw objects."""
     total = 0
@@ -61,7 +64,7 @@ def stored_size(manifest: Manifest) -> int:
     return total
 
 
-def sync_artifacts(snapshot: Snapshot, artifacts: list[Artifact]) -> None:
+def sync_artifacts(snapshot: Snapshot, artifacts: Sequence[ArtifactLike]) -> None:
     # update rows in place: replacing them would insert before deleting the same primary key
     existing = {row.source: row for row in snapshot.artifacts}
     wanted = {artifact.source for artifact in artifacts}
@@ -75,21 +78,30 @@ def sync_artifacts(snapshot: Snapshot, artifacts: list[Artifact]) -> None:
         fill_artifact_row(row, artifact)
 
 
-def fill_artifact_row(row: ArtifactRow, artifact: Artifact) -> None:
-    row.type = artifact.type
-    row.format = artifact.format
-    row.compression = artifact.compression
-    row.plaintext_size = artifact.plaintext_size
-    row.plaintext_sha256 = artifact.plaintext_sha256
-    row.fingerprint = dict(artifact.fingerprint)
-    row.key_names = list(artifact.key_names)
+def fill_artifact_row(row: ArtifactRow, artifact: ArtifactLike) -> None:
+    for column, value in artifact_values(artifact).items():
+        setattr(row, column, value)
+
+
+def artifact_values(artifact: ArtifactLike) -> dict[str, Any]:
+    """An artifact row's columns (but its snapshot's id) for ``artifact``."""
     encrypted, raw = artifact.encrypted, artifact.raw
-    row.encrypted_key = encrypted.key if encrypted else None
-    row.encrypted_size = encrypted.size if encrypted else None
-    row.encrypted_sha256 = encrypted.sha256 if encrypted else None
-    row.raw_key = raw.key if raw else None
-    row.raw_size = raw.size if raw else None
-    row.raw_sha256 = raw.sha256 if raw else None
+    return {
+        "source": artifact.source,
+        "type": artifact.type,
+        "format": artifact.format,
+        "compression": artifact.compression,
+        "plaintext_size": artifact.plaintext_size,
+        "plaintext_sha256": artifact.plaintext_sha256,
+        "fingerprint": dict(artifact.fingerprint),
+        "key_names": list(artifact.key_names),
+        "encrypted_key": encrypted.key if encrypted else None,
+        "encrypted_size": encrypted.size if encrypted else None,
+        "encrypted_sha256": encrypted.sha256 if encrypted else None,
+        "raw_key": raw.key if raw else None,
+        "raw_size": raw.size if raw else None,
+        "raw_sha256": raw.sha256 if raw else None,
+    }
 
 
 def require_snapshot(session: Session, snapshot_id: str) -> Snapshot:
@@ -128,6 +140,25 @@ def record_copy(
     copy.bytes = size
     if manifest_sha256 is not None:
         copy.manifest_sha256 = manifest_sha256
+    count_good_copies(session, snapshot_id)
+
+
+GOOD_COPIES = (
+    "FROM copies c WHERE c.snapshot_id = :id AND c.status = 'complete' "
+    "AND (c.last_verify_ok IS NULL OR c.last_verify_ok = :yes)"
+)
+_COUNT_GOOD = text(
+    f"UPDATE snapshots SET good_copies = (SELECT count(*) {GOOD_COPIES}), "
+    f"good_regions = (SELECT count(DISTINCT coalesce(c.region, '')) {GOOD_COPIES}) "
+    "WHERE id = :id"
+)
+
+
+def count_good_copies(session: Session, snapshot_id: str) -> None:
+    """Recount the snapshot's complete, undamaged copies and their regions (after any change
+    to its copies), which the copy policy is checked against."""
+    session.flush()
+    session.execute(_COUNT_GOOD, {"id": snapshot_id, "yes": True})
 
 
 def require_copy(session: Session, snapshot_id: str, store: str) -> Copy:
@@ -144,6 +175,7 @@ def record_verification(
     copy.last_verified_at = now
     copy.last_verify_ok = ok
     copy.last_verify_error = one_line(error) if error else None
+    count_good_copies(session, snapshot_id)
 
 
 def mark_copy_deleted(session: Session, snapshot_id: str, store: str) -> bool:
@@ -151,6 +183,7 @@ def mark_copy_deleted(session: Session, snapshot_id: str, store: str) -> bool:
     if copy is None:
         return False
     copy.status = "deleted"
+    count_good_copies(session, snapshot_id)
     return True
 
 
@@ -184,7 +217,7 @@ def delete_snapshot(session: Session, snapshot_id: str) -> bool:
 
 
 def rebuild(
-    session: Session, plan: str, manifests: list[tuple[str, str, Manifest, str]]
+    session: Session, plan: str, manifests: Sequence[tuple[str, str, ManifestLike, str]]
 ) -> list[str]:
     """Record what stores hold: each manifest's snapshot complete, with a complete copy in the
     store it was read from. Returns the snapshot ids the catalog did not know before."""
@@ -201,7 +234,7 @@ def rebuild(
 
 
 def rebuild_one(
-    session: Session, store: str, region: str, manifest: Manifest, manifest_sha256: str
+    session: Session, store: str, region: str, manifest: ManifestLike, manifest_sha256: str
 ) -> bool:
     """Record one store's manifest; True when the snapshot was new to the catalog."""
     known = session.get(Snapshot, manifest.snapshot_id)

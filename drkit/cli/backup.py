@@ -1,16 +1,17 @@
-"""`drkit backup`, `drkit snapshots`: take a snapshot; list what exists."""
+"""`drkit backup`: take a snapshot."""
 
 from __future__ import annotations
 
 import click
 
 from drkit.actions.backup import BackupResult, backup
-from drkit.actions.locate import find_snapshots
 from drkit.cli.context import Context, echo_json, json_option
+from drkit.cli.outcomes import exit_code
 from drkit.cli.progress import byte_progress
-from drkit.cli.resources import opened_resources
+from drkit.cli.resources import opened_resources, plan_lock, wait_for_lock_option
 from drkit.plan.durations import humanize_seconds
-from drkit.report.units import humanize_bytes
+from drkit.preflight import require_ready
+from drkit.units import humanize_bytes
 
 
 @click.command(
@@ -19,23 +20,30 @@ from drkit.report.units import humanize_bytes
 Examples:
   drkit backup plans/payments.yaml
   drkit backup plans/payments.yaml --json | jq .outcome
-Exit: 0 ok, 3 degraded (copy policy met, a store failed), 1 failed.""",
+  drkit backup plans/payments.yaml --wait-for-lock 15m   # beside a scheduled `drkit run`
+Exit: 0 ok, 3 degraded (copy policy met, a store failed), 5 locked (another drkit is
+working on the plan), 1 failed.""",
 )
 @click.argument("plan_file", type=click.Path())
+@wait_for_lock_option
 @json_option
 @click.pass_obj
-def backup_command(context: Context, plan_file: str, as_json: bool) -> int:
+def backup_command(
+    context: Context, plan_file: str, wait_for_lock: str | None, as_json: bool
+) -> int:
     """Snapshot every source of PLAN once and ship it to all its stores at once."""
     with (
         opened_resources(context, plan_file) as resources,
         byte_progress(enabled=not as_json and not context.quiet) as progress,
     ):
-        result = backup(resources, progress=progress)
+        require_ready(resources.plan, "backup", plan_file)
+        with plan_lock(resources, wait_for_lock):
+            result = backup(resources, progress=progress)
     if as_json:
         echo_json(result.to_json())
     else:
         render_backup(result)
-    return int(result.outcome.exit_code)
+    return exit_code(result.outcome)
 
 
 def render_backup(result: BackupResult) -> None:
@@ -48,35 +56,9 @@ def render_backup(result: BackupResult) -> None:
     for store in result.stores:
         if not store.ok:
             click.echo(f"  store {store.store} ({store.region}) failed: {store.error}", err=True)
+    for warning in result.warnings:
+        click.echo(f"  warning: {warning}", err=True)
     if result.error and not result.stores:
         click.echo(f"  {result.error}", err=True)
     elif result.error and all(not s.ok for s in result.stores):
         click.echo(f"  reason: {result.error}", err=True)
-
-
-@click.command(
-    "snapshots",
-    epilog="""\b
-Examples:
-  drkit snapshots plans/payments.yaml
-  drkit snapshots plans/payments.yaml --store s3-euw1    # from the store, without the catalog""",
-)
-@click.argument("plan_file", type=click.Path())
-@click.option("--store", "store_name", help="List from this store's manifests, not the catalog.")
-@json_option
-@click.pass_obj
-def snapshots_command(
-    context: Context, plan_file: str, store_name: str | None, as_json: bool
-) -> int:
-    """List the snapshots of PLAN: from the catalog, or from a store's own manifests."""
-    with opened_resources(context, plan_file, catalog_optional=True) as resources:
-        entries = find_snapshots(resources, store_name=store_name)
-    if as_json:
-        echo_json([entry.to_json() for entry in entries])
-        return 0
-    if not entries:
-        click.echo("no snapshots")
-    for entry in entries:
-        when = entry.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC") if entry.taken_at else "?"
-        click.echo(f"{entry.snapshot_id}  {when}  {entry.status:<10} {', '.join(entry.stores)}")
-    return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,20 +33,38 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+#: what each -v adds, as restic and borgmatic do: warnings and results by default, progress
+#: with -v, debug (every external command and what it printed) with -vv; -q keeps errors only
+LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+#: set in every Kubernetes pod; there, logs are read by a log shipper, not a person
+KUBERNETES_VARIABLE = "KUBERNETES_SERVICE_HOST"
+
+
+def log_level(*, verbose: int, quiet: bool) -> int:
+    """The drkit logger's level for -q / (none) / -v / -vv."""
+    if quiet:
+        return logging.ERROR
+    return LEVELS[min(verbose, len(LEVELS) - 1)]
+
+
+def wants_json_logs(log_format: str, environment: Mapping[str, str]) -> bool:
+    """JSON lines when asked, or with ``auto`` inside a Kubernetes pod; text otherwise (a
+    person at a terminal, in a pipe, or reading cron mail)."""
+    if log_format != "auto":
+        return log_format == "json"
+    return KUBERNETES_VARIABLE in environment
+
+
 def configure_logging(*, verbose: int, quiet: bool, log_format: str) -> None:
-    """Logs go to stderr: text on a TTY, JSON lines otherwise or with --log-format json."""
-    level = logging.WARNING if quiet else logging.INFO if verbose < 2 else logging.DEBUG
-    if verbose == 0 and not quiet:
-        level = logging.INFO
-    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    """Logs go to stderr, as text for people or JSON lines for log shippers."""
     handler = logging.StreamHandler(sys.stderr)
-    if use_json:
+    if wants_json_logs(log_format, os.environ):
         handler.setFormatter(JsonLineFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     root = logging.getLogger("drkit")
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(log_level(verbose=verbose, quiet=quiet))
     root.propagate = False
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

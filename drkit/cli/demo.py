@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from drkit.cli.context import Context
-from drkit.errors import ExitCode
+from drkit.cli.outcomes import exit_code
+from drkit.outcome import Outcome
 
 
 @click.command(
@@ -16,7 +19,9 @@ from drkit.errors import ExitCode
     epilog="""\b
 Examples:
   drkit demo
-  drkit demo --dir /tmp/my-demo && drkit --catalog sqlite:////tmp/my-demo/catalog.db status /tmp/my-demo/plan.yaml""",
+  drkit demo --dir /tmp/my-demo && drkit status /tmp/my-demo/plan.yaml
+Runs are recorded in the catalog every drkit command uses (--catalog, DRKIT_CATALOG, or
+$DRKIT_HOME/catalog.db), so the commands it suggests at the end work as printed.""",
 )
 @click.option(
     "--dir",
@@ -28,13 +33,14 @@ Examples:
 @click.pass_obj
 def demo_command(context: Context, directory: str | None) -> int:
     """Create a small API backend (SQLite + config folder), back it up to two local regions,
-    drill a restore into a sandbox, then print status, RTO, RPO and a report."""
+    drill a restore into a sandbox, then print status, RTO, RPO and a report. Running it again
+    resets the backend and takes one more snapshot."""
     from drkit.actions.backup import backup
     from drkit.actions.drill import drill
     from drkit.actions.resources import open_resources
     from drkit.catalog import Catalog
     from drkit.cli.backup import render_backup
-    from drkit.cli.drill import drill_exit_code, render_drill
+    from drkit.cli.drill import render_drill
     from drkit.cli.report import render_status
     from drkit.demo import DEFAULT_DIR, create_workspace
     from drkit.plan.loader import load_plan
@@ -47,8 +53,8 @@ def demo_command(context: Context, directory: str | None) -> int:
     plan_path = create_workspace(root)
     click.echo(f"== demo backend in {root} (plan {plan_path})")
     plan = load_plan(plan_path)
-    catalog_url = context.catalog_url or f"sqlite:///{root / 'catalog.db'}"
-    with Catalog.open(catalog_url) as catalog:
+    with Catalog.open(context.catalog_url) as catalog:
+        click.echo(f"== catalog {catalog.url}")
         resources = open_resources(plan, catalog)
         click.echo("== backup")
         backed_up = backup(resources)
@@ -60,8 +66,6 @@ def demo_command(context: Context, directory: str | None) -> int:
         click.echo("== status")
         status = plan_status(catalog, plan)
         click.echo(render_status(status))
-        from datetime import UTC, datetime, timedelta
-
         report = [plan_report(catalog, plan, datetime.now(UTC) - timedelta(days=90))]
     (root / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (root / "report.html").write_text(render_html(report), encoding="utf-8")
@@ -71,9 +75,29 @@ def demo_command(context: Context, directory: str | None) -> int:
         f"measured RTO {last.rto_seconds or 0:.2f}s (objective {last.rto_objective or 0:.0f}s), "
         f"RPO {last.rpo_seconds or 0:.2f}s (objective {last.rpo_objective or 0:.0f}s)"
     )
-    worst = max(
-        int(backed_up.outcome.exit_code),
-        int(drill_exit_code(drills)),
-        int(ExitCode.OBJECTIVE_BREACHED if status.breached else ExitCode.OK),
+    for line in next_commands(plan_path, context.catalog_url):
+        click.echo(line)
+    return exit_code(
+        [
+            backed_up.outcome,
+            *(result.outcome for result in drills),
+            Outcome.BREACHED if status.breached else Outcome.OK,
+        ]
     )
-    return worst
+
+
+def next_commands(plan_path: Path, catalog_url: str | None) -> list[str]:
+    """What to try next, runnable as printed: a --catalog given on this command line (not by
+    DRKIT_CATALOG, which the next commands see as well) is repeated."""
+    drkit = "drkit"
+    if catalog_url and catalog_url != os.environ.get("DRKIT_CATALOG"):
+        drkit += f" --catalog {shlex.quote(catalog_url)}"
+    plan = shlex.quote(str(plan_path))
+    side = shlex.quote(f"api-db={plan_path.parent / 'recovered' / 'app.db'}")
+    return [
+        "== try next",
+        f"  {drkit} status {plan}      # objectives met? exit 4 when not",
+        f"  {drkit} snapshots {plan}   # what can be restored, from which stores",
+        f"  {drkit} restore {plan} --source api-db --to {side} --dry-run"
+        "   # without --dry-run: restore next to the live data",
+    ]

@@ -6,24 +6,27 @@ import click
 
 from drkit.actions.drill import DrillResult, drill
 from drkit.cli.context import Context, echo_json, json_option
-from drkit.cli.resources import opened_resources
-from drkit.errors import ExitCode
+from drkit.cli.outcomes import exit_code
+from drkit.cli.progress import phase_progress
+from drkit.cli.resources import opened_resources, plan_lock, wait_for_lock_option
+from drkit.outcome import Outcome
 from drkit.plan.durations import humanize_seconds
+from drkit.preflight import require_ready
 
 
-def drill_exit_code(results: list[DrillResult]) -> ExitCode:
-    outcomes = {result.outcome for result in results}
-    if outcomes & {"failed", "error"}:
-        return ExitCode.FAILED
-    if "breached" in outcomes:
-        return ExitCode.OBJECTIVE_BREACHED
-    return ExitCode.OK
+def drill_exit_code(results: list[DrillResult]) -> int:
+    return exit_code(result.outcome for result in results)
+
+
+def drill_verdict(outcome: Outcome) -> str:
+    """A drill's outcome for people: auditors read PASSED, not OK."""
+    return "PASSED" if outcome is Outcome.OK else outcome.value.upper()
 
 
 def render_drill(result: DrillResult) -> None:
     phases = ", ".join(
         f"{name} {humanize_seconds(result.phases[name])}"
-        for name in ("provision", "fetch", "decrypt", "load", "checks")
+        for name in ("provision", "locate", "fetch", "decrypt", "load", "replay", "checks")
         if name in result.phases
     )
     for check in result.checks:
@@ -40,7 +43,7 @@ def render_drill(result: DrillResult) -> None:
         f" (objective {humanize_seconds(result.rpo_objective)})" if result.rpo_objective else ""
     )
     click.echo(
-        f"drill of {result.snapshot_id} from {result.store or '?'}: {result.outcome.upper()}; "
+        f"drill of {result.snapshot_id} from {result.store or '?'}: {drill_verdict(result.outcome)}; "
         f"RTO {rto}{rto_objective} [{phases}]; RPO {rpo}{rpo_objective}"
     )
     for breach in result.breaches:
@@ -56,7 +59,7 @@ Examples:
   drkit drill plans/payments.yaml
   drkit drill plans/payments.yaml --store s3-euw1     # prove the eu-west-1 copy
   drkit drill plans/payments.yaml --all-stores --json
-Exit: 0 passed, 1 a check failed, 4 an objective (RTO/RPO) was breached.""",
+Exit: 0 passed, 1 a check failed, 4 an objective (RTO/RPO) was breached, 5 locked.""",
 )
 @click.argument("plan_file", type=click.Path())
 @click.option("--store", metavar="NAME", help="Drill this store's copy (no failover).")
@@ -67,6 +70,7 @@ Exit: 0 passed, 1 a check failed, 4 an objective (RTO/RPO) was breached.""",
     metavar="ID",
     help="Drill this snapshot (default: newest complete).",
 )
+@wait_for_lock_option
 @json_option
 @click.pass_obj
 def drill_command(
@@ -75,15 +79,29 @@ def drill_command(
     store: str | None,
     all_stores: bool,
     snapshot_id: str | None,
+    wait_for_lock: str | None,
     as_json: bool,
 ) -> int:
     """Restore PLAN's newest snapshot into throwaway sandboxes, run the plan's checks, and
     measure RTO (per phase) and RPO against the objectives. Sandboxes are always removed."""
-    with opened_resources(context, plan_file) as resources:
-        results = drill(resources, store=store, all_stores=all_stores, snapshot_id=snapshot_id)
+    with (
+        opened_resources(context, plan_file) as resources,
+        phase_progress(enabled=not as_json and not context.quiet, what="drill") as progress,
+    ):
+        require_ready(resources.plan, "drill", plan_file)
+        if store is not None:
+            resources.repository.store(store)  # a mistyped name: a usage error, no lock taken
+        with plan_lock(resources, wait_for_lock):
+            results = drill(
+                resources,
+                store=store,
+                all_stores=all_stores,
+                snapshot_id=snapshot_id,
+                progress=progress,
+            )
     if as_json:
         echo_json([result.to_json() for result in results])
     else:
         for result in results:
             render_drill(result)
-    return int(drill_exit_code(results))
+    return drill_exit_code(results)

@@ -9,7 +9,7 @@ import logging
 import socket
 from collections.abc import Iterator, Sequence
 
-from drkit.actions.run import JOB_ORDER, JobOutcome, worst_outcome
+from drkit.actions.run import JOB_ORDER, JobOutcome
 from drkit.catalog import Catalog
 from drkit.monitoring import (
     collect_metrics,
@@ -20,11 +20,12 @@ from drkit.monitoring import (
     push_metrics,
     write_metrics_file,
 )
+from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
 
 log = logging.getLogger(__name__)
 #: outcomes that say nothing about the data's safety: no notification
-QUIET_OUTCOMES = ("skipped", "locked")
+QUIET_OUTCOMES = (Outcome.SKIPPED, Outcome.LOCKED)
 
 
 def previous_outcomes(catalog: Catalog, plan: Plan) -> dict[str, str | None]:
@@ -39,8 +40,8 @@ def plan_monitor(plan: Plan, outcomes: list[JobOutcome]) -> Iterator[None]:
     with monitored(plan, "run") as monitor:
         yield
         ran = [o.outcome for o in outcomes if o.outcome not in QUIET_OUTCOMES]
-        monitor.outcome = worst_outcome(ran) if ran else "ok"
-        monitor.summary = "; ".join(f"{o.job} {o.outcome}" for o in outcomes)
+        monitor.outcome = Outcome.worst(ran)
+        monitor.summary = "; ".join(f"{o.job} {o.outcome.value}" for o in outcomes)
 
 
 def notify_job(plan: Plan, previous: dict[str, str | None], outcome: JobOutcome) -> None:
@@ -51,8 +52,8 @@ def notify_job(plan: Plan, previous: dict[str, str | None], outcome: JobOutcome)
     snapshot_id = outcome.detail.get("snapshot_id") if isinstance(outcome.detail, dict) else None
     payload = {
         "job": outcome.job,
-        "outcome": outcome.outcome,
-        "summary": outcome.reason or outcome.outcome,
+        "outcome": outcome.outcome.value,
+        "summary": outcome.reason or outcome.outcome.value,
         "snapshot_id": snapshot_id,
         "errors": [outcome.reason] if outcome.reason else [],
         "host": socket.gethostname(),

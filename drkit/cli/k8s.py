@@ -36,7 +36,9 @@ Examples:
   drkit k8s render plans/ | kubectl apply -f -
   drkit k8s render plans/payments-api.yaml --namespace dr --image registry.example.com/drkit:0.1.0
   drkit k8s render plans/ -o k8s/drkit.yaml
-Every plan shares one ConfigMap (drkit-plans): render all plans of a namespace together.""",
+  drkit k8s render /etc/drkit/plans --group-size 50 --workers 4 | kubectl apply -f -   # a fleet
+Every plan shares one ConfigMap (drkit-plans): render all plans of a namespace together.
+With --group-size, each group has its own ConfigMap and CronJob (every 5 minutes).""",
 )
 @click.argument("plans", nargs=-1, required=True, type=click.Path())
 @click.option(
@@ -79,6 +81,20 @@ Every plan shares one ConfigMap (drkit-plans): render all plans of a namespace t
 @click.option(
     "--service-account", metavar="NAME", help="Pod service account (workload identity for KMS/S3)."
 )
+@click.option(
+    "--group-size",
+    type=click.IntRange(1, 1000),
+    metavar="N",
+    help="Fleet layout: plans in groups of about N, one ConfigMap and one "
+    "`drkit run --due` CronJob per group (docs/deployment.md).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="With --group-size: plans each group's pod runs at once.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
 @json_option
 def render(
@@ -90,6 +106,8 @@ def render(
     secrets_name: str,
     files_secret: str | None,
     service_account: str | None,
+    group_size: int | None,
+    workers: int,
     output: str | None,
     as_json: bool,
 ) -> int:
@@ -105,6 +123,8 @@ def render(
         secrets_name=secrets_name,
         files_secret=files_secret,
         service_account=service_account,
+        group_size=group_size,
+        workers=workers,
     )
     report_unmounted_paths(loaded)
     if as_json:

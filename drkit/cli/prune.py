@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import click
 
 from drkit.actions.prune import PruneResult, StorePrune, prune
-from drkit.actions.resources import Resources
 from drkit.cli.context import Context, echo_json, json_option
-from drkit.cli.resources import opened_resources
-from drkit.errors import ExitCode
-
-#: exit code per prune outcome
-PRUNE_EXIT = {"ok": ExitCode.OK, "degraded": ExitCode.DEGRADED, "failed": ExitCode.FAILED}
+from drkit.cli.outcomes import exit_code
+from drkit.cli.resources import opened_resources, plan_lock, wait_for_lock_option
 
 
 @click.command(
@@ -29,25 +23,23 @@ Exit: 0 ok, 3 degraded (some store could not be pruned), 1 no store could be pru
 )
 @click.argument("plan_file", type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted and why; change nothing.")
+@wait_for_lock_option
 @json_option
 @click.pass_obj
-def prune_command(context: Context, plan_file: str, dry_run: bool, as_json: bool) -> int:
+def prune_command(
+    context: Context, plan_file: str, dry_run: bool, wait_for_lock: str | None, as_json: bool
+) -> int:
     """Delete the snapshots of PLAN that its retention policy no longer keeps."""
-    with opened_resources(context, plan_file) as resources, plan_lock(resources, dry_run):
+    with (
+        opened_resources(context, plan_file) as resources,
+        plan_lock(resources, wait_for_lock, needed=not dry_run),
+    ):
         result = prune(resources, dry_run=dry_run)
     if as_json:
         echo_json(result.to_json())
     else:
         render_prune(result)
-    return int(PRUNE_EXIT[result.outcome])
-
-
-def plan_lock(resources: Resources, dry_run: bool) -> contextlib.AbstractContextManager[object]:
-    """The plan's lock, so a prune never races `drkit run` on the same plan (a dry run only
-    reads, so it takes none)."""
-    if dry_run or resources.catalog is None:
-        return contextlib.nullcontext()
-    return resources.catalog.hold_lock(resources.plan.name)
+    return exit_code(result.outcome)
 
 
 def render_prune(result: PruneResult) -> None:
@@ -72,6 +64,9 @@ def describe_store(store: StorePrune, *, dry_run: bool) -> str:
             for snapshot_id, until in store.locked.items()
         )
         line += f"; {len(store.locked)} skipped ({held})"
+    if store.leftovers:
+        verb = "would remove" if dry_run else "removed"
+        line += f"; {verb} the leftovers of {len(store.leftovers)} uncommitted backup(s)"
     if store.error is not None:
         line += "; FAILED"
     return line

@@ -6,8 +6,10 @@ import click
 
 from drkit.actions.verify import verify
 from drkit.cli.context import Context, echo_json, json_option
+from drkit.cli.outcomes import exit_code
 from drkit.cli.resources import opened_resources
 from drkit.errors import ExitCode
+from drkit.outcome import Outcome
 
 
 @click.command(
@@ -16,7 +18,8 @@ from drkit.errors import ExitCode
 Examples:
   drkit verify plans/payments.yaml                 # newest snapshot, every store
   drkit verify plans/payments.yaml --all --store s3-euw1
-Exit: 0 every copy intact, 7 a copy failed (the store is named).""",
+Exit: 0 every copy intact, 7 a copy failed or a store lacks newer snapshots another holds
+(the store is named).""",
 )
 @click.argument("plan_file", type=click.Path())
 @click.option("--snapshot", "snapshot_id", metavar="ID", help="Verify this snapshot.")
@@ -42,5 +45,11 @@ def verify_command(
     else:
         for check in result.checks:
             state = f"ok ({check.objects} objects)" if check.ok else f"FAILED: {check.error}"
+            if check.ok and not check.authenticated:
+                state += " (0.1.0 manifest, not authenticated)"
             click.echo(f"{check.snapshot_id}  {check.store}: {state}")
-    return int(ExitCode.OK if result.ok else ExitCode.INTEGRITY)
+        for line in result.lagging:
+            click.echo(f"FAILED: {line}")
+        for line in result.behind:
+            click.echo(f"warning: {line}", err=True)
+    return exit_code(Outcome.OK if result.ok else Outcome.FAILED, failed=ExitCode.INTEGRITY)

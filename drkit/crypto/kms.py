@@ -135,3 +135,42 @@ class AwsKmsKek:
             "KMSInvalidStateException": "the KMS key is disabled or pending deletion; cancel that",
         }
         return KeyUnavailableError(f"{prefix} failed: {code}: {detail}", hint=hints.get(code))
+
+
+class AwsKmsSigner:
+    """An AWS KMS asymmetric key (key spec ECC_NIST_P256, usage SIGN_VERIFY) that signs
+    evidence records with ``ECDSA_SHA_256``; its public key (GetPublicKey) verifies them
+    offline."""
+
+    algorithm = "ecdsa-p256-sha256"
+
+    def __init__(self, key_id: str, region: str, endpoint_url: str | None = None):
+        self._kms = AwsKmsKek("evidence", key_id, region, endpoint_url)
+        self._public_der: bytes | None = None
+
+    def public_der(self) -> bytes:
+        if self._public_der is None:
+            kms = self._kms
+            response = kms._call(
+                "GetPublicKey", lambda client: client.get_public_key(KeyId=kms.key_id)
+            )
+            self._public_der = bytes(response["PublicKey"])
+        return self._public_der
+
+    def key_id(self) -> str:
+        from drkit.crypto.signing import public_key_id
+
+        return public_key_id(self.public_der())
+
+    def sign(self, message: bytes) -> bytes:
+        kms = self._kms
+        response = kms._call(
+            "Sign",
+            lambda client: client.sign(
+                KeyId=kms.key_id,
+                Message=message,
+                MessageType="RAW",
+                SigningAlgorithm="ECDSA_SHA_256",
+            ),
+        )
+        return bytes(response["Signature"])

@@ -1,6 +1,7 @@
 """Kubernetes manifests for running plans on a cluster: one ConfigMap holding the plan files and
 one CronJob per plan and scheduled job, each running ``drkit run --job JOB PLAN`` in the drkit
-image as a non-root user with a read-only root filesystem.
+image as a non-root user with a read-only root filesystem; and for each PostgreSQL source with
+``pitr:``, a Deployment running ``drkit archive`` with its spool on a PersistentVolumeClaim.
 
 Secrets are only ever referenced (a Secret mounted as files and exposed as environment, the
 catalog URL through a secretKeyRef); no value is rendered. Plans hold references only, so the
@@ -21,7 +22,15 @@ import yaml
 from drkit import __version__
 from drkit.actions.run import DEFAULT_TIMEOUTS, JOB_ORDER
 from drkit.errors import PlanError, UsageError
-from drkit.plan.schema import FilesSource, FilesystemStore, KeyfileKey, Plan, SqliteSource
+from drkit.plan.schema import (
+    FilesSource,
+    FilesystemStore,
+    KeyfileKey,
+    MysqlSource,
+    Plan,
+    PostgresqlSource,
+    SqliteSource,
+)
 
 DEFAULT_IMAGE = f"drkit:{__version__}"
 DEFAULT_NAMESPACE = "drkit"
@@ -44,6 +53,12 @@ DEADLINE_MARGIN_SECONDS = 600
 STARTING_DEADLINE_SECONDS = 600
 #: Seconds between SIGTERM and SIGKILL: enough for drkit to tear a drill sandbox down.
 TERMINATION_GRACE_SECONDS = 120
+#: Node disk for /tmp, where a drill's ephemeral PostgreSQL cluster and restore staging live
+#: (about 2.5 times the database): requested, so the pod lands on a node with the room, and
+#: the emptyDir's limit, so a runaway drill is evicted instead of filling the node.
+SCRATCH_SPACE = "20Gi"
+#: The archiver's spool: WAL received and not yet in every store (a store down for a while)
+SPOOL_SPACE = "10Gi"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -74,8 +89,12 @@ def render_manifests(
     secrets_name: str = DEFAULT_SECRETS,
     files_secret: str | None = None,
     service_account: str | None = None,
+    group_size: int | None = None,
+    workers: int = 4,
 ) -> list[dict[str, Any]]:
-    """The ConfigMap holding the plan files, then a CronJob per plan and scheduled job.
+    """The ConfigMap holding the plan files, then a CronJob per plan and scheduled job; with
+    ``group_size``, the fleet layout instead (drkit.deploy.groups): a ConfigMap and a
+    `run --due --workers` CronJob per group of plans.
 
     ``files_secret`` mounts a different Secret at /etc/drkit/secrets than the one exposed as
     environment (``secrets_name``), for binary key files; ``service_account`` names the pod's
@@ -94,12 +113,22 @@ def render_manifests(
     check_settings(settings)
     files = name_plan_files(plans)
     data = {name: read_plan_text(path) for name, (path, _plan) in zip(files, plans, strict=True)}
+    if group_size is not None:
+        from drkit.deploy.groups import render_groups
+
+        entries = [(name, path, plan) for name, (path, plan) in zip(files, plans, strict=True)]
+        return render_groups(entries, data, settings, group_size=group_size, workers=workers)
     documents = [render_plans_configmap(data, namespace)]
     for (_path, plan), file_name in zip(plans, files, strict=True):
         for job in JOB_ORDER:
             schedule = getattr(plan.schedule, job)
             if schedule is not None:
                 documents.append(render_cronjob(plan, file_name, job, schedule, settings))
+        for source in plan.sources:
+            # not SQLite: its capture must run beside the database file (a sidecar of the
+            # application's pod, docs/pitr.md), not in a Deployment of its own
+            if isinstance(source, PostgresqlSource | MysqlSource) and source.pitr is not None:
+                documents += render_archiver(plan, file_name, source.name, settings)
     return documents
 
 
@@ -256,7 +285,55 @@ def render_cronjob(
     }
 
 
-def render_pod_spec(arguments: list[str], settings: PodSettings) -> dict[str, Any]:
+def render_archiver(
+    plan: Plan, file_name: str, source: str, settings: PodSettings
+) -> list[dict[str, Any]]:
+    """`drkit archive` for one PITR source: a Deployment of exactly one pod, replaced by
+    stopping the old one first (two archivers must never share a slot), whose spool lives on a
+    PersistentVolumeClaim so WAL received but not yet shipped survives the pod."""
+    suffix = "archive-" + re.sub(r"[^a-z0-9-]", "-", source.lower()).strip("-")
+    name = cronjob_name(plan.name, suffix)
+    labels = plan_labels(plan, "archive")
+    labels["drkit.dev/source"] = label_value(source)
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"{name}-spool", "namespace": settings.namespace, "labels": labels},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": SPOOL_SPACE}},
+        },
+    }
+    pod = render_pod_spec(["archive", f"{PLANS_DIR}/{file_name}", "--source", source], settings)
+    pod["restartPolicy"] = "Always"
+    pod["volumes"].append(
+        {"name": "spool", "persistentVolumeClaim": {"claimName": f"{name}-spool"}}
+    )
+    container = pod["containers"][0]
+    container["volumeMounts"].append({"name": "spool", "mountPath": f"{HOME_DIR}/spool"})
+    container["resources"]["requests"]["ephemeral-storage"] = "1Gi"
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": {"drkit.dev/plan-name": plan.name, "drkit.dev/plan-file": file_name},
+        },
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+    return [claim, deployment]
+
+
+def render_pod_spec(
+    arguments: list[str], settings: PodSettings, plans_configmap: str = PLANS_CONFIGMAP
+) -> dict[str, Any]:
     """A pod running one drkit job: non-root, read-only root, plans and secrets mounted."""
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -272,13 +349,13 @@ def render_pod_spec(arguments: list[str], settings: PodSettings) -> dict[str, An
         },
         "containers": [render_container(arguments, settings)],
         "volumes": [
-            {"name": "plans", "configMap": {"name": PLANS_CONFIGMAP}},
+            {"name": "plans", "configMap": {"name": plans_configmap}},
             # 0440 with fsGroup: readable by the drkit user, by nobody else
             {
                 "name": "secrets",
                 "secret": {"secretName": settings.files_secret, "defaultMode": 0o440},
             },
-            {"name": "tmp", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": SCRATCH_SPACE}},
             {"name": "home", "emptyDir": {}},
         ],
     }
@@ -304,7 +381,7 @@ def render_container(arguments: list[str], settings: PodSettings) -> dict[str, A
             },
         ],
         "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": SCRATCH_SPACE},
             "limits": {"memory": "1Gi"},
         },
         "securityContext": {

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from drkit.errors import PlanError
+from drkit.plan.cache import keep_parsed, read_parsed
 from drkit.plan.schema import TYPE_CHOICES, Plan, find_reference_problems
 
 Location = tuple[str | int, ...]
@@ -35,8 +36,21 @@ PlanYamlLoader.add_implicit_resolver(
 )
 
 
+_FastBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class FastPlanYamlLoader(_FastBase):  # type: ignore[valid-type,misc]
+    """The same YAML 1.2 reading as PlanYamlLoader, with libyaml's parser when present and
+    no line numbers: the path for plans that are valid, which is nearly all of them."""
+
+
+FastPlanYamlLoader.yaml_implicit_resolvers = PlanYamlLoader.yaml_implicit_resolvers
+
+
 #: more nodes than any real plan has: aliases expanding exponentially ("billion laughs")
 MAX_NODES = 10_000
+#: more bytes than any real plan has (a page or two of YAML)
+MAX_PLAN_BYTES = 1 << 20
 
 
 class _NodeProblem(Exception):
@@ -58,11 +72,14 @@ def _load_scalar(node: yaml.Node) -> Any:
 
 
 class _Node:
-    """A YAML node's value with its line, so errors can point into the file."""
+    """A YAML node's value with its line, so errors can point into the file. A mapping also
+    keeps the line of each key: a block value starts on the line after its key, and a problem
+    with a key (`retenton:` misspelled) belongs on the key's line."""
 
-    def __init__(self, value: Any, line: int):
+    def __init__(self, value: Any, line: int, key_lines: dict[Any, int] | None = None):
         self.value = value
         self.line = line
+        self.key_lines = key_lines or {}
 
 
 def _compose(
@@ -80,13 +97,16 @@ def _compose(
     try:
         if isinstance(node, yaml.MappingNode):
             mapping: dict[Any, _Node] = {}
+            key_lines: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise _NodeProblem(
                         key_node, "a key must be a plain value, not a list or mapping"
                     )
-                mapping[_load_scalar(key_node)] = _compose(value_node, active, count)
-            return _Node(mapping, line)
+                key = _load_scalar(key_node)
+                mapping[key] = _compose(value_node, active, count)
+                key_lines[key] = key_node.start_mark.line + 1
+            return _Node(mapping, line, key_lines)
         if isinstance(node, yaml.SequenceNode):
             return _Node([_compose(item, active, count) for item in node.value], line)
         # Scalars: let the safe loader decide the type (int, bool, null, string).
@@ -116,11 +136,16 @@ def _child(node: _Node, part: str | int) -> _Node | None:
 
 
 def _line_of(root: _Node, location: Location) -> int:
-    """The line of the deepest node ``location`` reaches (a missing key points at its parent)."""
-    node = root
+    """The line of the deepest key or item ``location`` reaches (a missing key points at its
+    parent)."""
+    node, line = root, root.line
     for part in location:
-        node = _child(node, part) or node
-    return node.line
+        child = _child(node, part)
+        if child is None:
+            continue
+        line = node.key_lines.get(part, child.line)
+        node = child
+    return line
 
 
 def format_location(location: Location, root: _Node | None = None) -> str:
@@ -198,7 +223,46 @@ def _messages(error: ValidationError) -> Iterable[tuple[Location, str]]:
 
 
 def parse_plan(text: str, origin: str = "<plan>") -> Plan:
-    """Validate plan text; raise PlanError listing every problem with origin:line:path."""
+    """Validate plan text; raise PlanError listing every problem with origin:line:path.
+
+    A valid plan is read once, quickly; only a plan with a problem is read again node by
+    node, to point each problem at its line."""
+    try:
+        plan = _parse_valid_plan(text)
+    except RecursionError:  # nested too deeply: the line-numbered reading says so
+        plan = None
+    return plan if plan is not None else _parse_with_lines(text, origin)
+
+
+def _parse_valid_plan(text: str) -> Plan | None:
+    """The plan when ``text`` is a valid one, else None (then the slow path explains why).
+    A text with anchors goes the slow way too: its guard against aliases that expand
+    exponentially counts nodes as it composes them."""
+    if "&" in text:
+        return None
+    parsed = read_parsed(text)
+    cached = parsed is not None
+    if parsed is None:
+        try:
+            parsed = yaml.load(text, Loader=FastPlanYamlLoader)  # noqa: S506 (a safe loader)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+            return None
+    if not isinstance(parsed, dict):
+        return None
+    problems: list[tuple[Location, str]] = []
+    raw = _interpolate(parsed, (), problems)
+    if problems or find_reference_problems(raw):
+        return None
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError:
+        return None
+    if not cached:
+        keep_parsed(text, parsed)
+    return plan
+
+
+def _parse_with_lines(text: str, origin: str) -> Plan:
     try:
         node = yaml.compose(text, Loader=PlanYamlLoader)
     except yaml.YAMLError as error:
@@ -255,10 +319,18 @@ def parse_plan(text: str, origin: str = "<plan>") -> Plan:
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file."""
+    """Read and validate a plan file (at most MAX_PLAN_BYTES: a plan is a page of YAML, and
+    reading a device or a huge file by mistake must not exhaust memory)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PLAN_BYTES + 1)
+        if len(data) > MAX_PLAN_BYTES:
+            raise PlanError(
+                f"{path}: larger than {MAX_PLAN_BYTES // 1024} KiB, too large for a plan",
+                hint="check that the path names a plan file",
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise PlanError(
             f"{path}: no such plan file",

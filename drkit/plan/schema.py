@@ -5,6 +5,7 @@ plan reference in docs/ is generated from it.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    model_validator,
 )
 
 from drkit.plan.durations import format_duration, parse_duration
@@ -36,8 +38,15 @@ def _check_secret_reference(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _is_valid_cron(value: str) -> bool:
+    """croniter's check, once per expression: a fleet's plans share a handful of schedules,
+    and the check costs more than the rest of validating a plan."""
+    return bool(croniter.is_valid(value))
+
+
 def _check_cron(value: str) -> str:
-    if not croniter.is_valid(value):
+    if not _is_valid_cron(value):
         raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 * * * *')")
     return value
 
@@ -82,6 +91,64 @@ class Objectives(Model):
 # --- sources ----------------------------------------------------------------------------------
 
 
+SLOT_PATTERN = r"^[a-z0-9_]{1,63}$"
+
+
+class ContinuousArchive(Model):
+    """What every engine's ``pitr:`` section sets: how `drkit archive` ships the log."""
+
+    spool: str | None = Field(
+        default=None,
+        description="Folder where the log receiver (pg_receivewal, mariadb-binlog) writes "
+        "before drkit ships (default $DRKIT_HOME/spool/<plan>/<source>). A file leaves it "
+        "only once stored.",
+        examples=["/var/lib/drkit/spool/orders"],
+    )
+    ship_partial_every: Duration = Field(
+        default=timedelta(seconds=2),
+        description="How often the unfinished log file (WAL segment, binlog file) is shipped: "
+        "the off-host RPO under steady writes.",
+        examples=["2s"],
+    )
+    heartbeat_every: Duration | None = Field(
+        default=None,
+        description="Write a row to table drkit_heartbeat this often (opt-in): keeps an idle "
+        "database's log moving and lets drills measure where a restore landed.",
+        examples=["5s"],
+    )
+    stall_after: Duration = Field(
+        default=timedelta(minutes=1),
+        description="`drkit status` breaches when a store's recoverable window ends longer "
+        "ago than this (a stalled archiver, slot or store).",
+        examples=["1m"],
+    )
+
+
+class Pitr(ContinuousArchive):
+    slot: Annotated[str, Field(pattern=SLOT_PATTERN)] | None = Field(
+        default=None,
+        description="Replication slot `drkit archive` creates and streams from "
+        "(default drkit_<plan>_<source>, lowercased, dashes as underscores).",
+        examples=["drkit_orders"],
+    )
+    replication_url: Annotated[str, AfterValidator(_check_url_has_no_password)] | None = Field(
+        default=None,
+        pattern=r"^postgres(ql)?://",
+        description="libpq URL for replication connections (pg_basebackup, pg_receivewal), "
+        "without a password; default the source's url. Its role needs the REPLICATION "
+        "attribute and a `replication` line in pg_hba.conf.",
+        examples=["postgresql://replicator@db.internal:5432/postgres"],
+    )
+
+
+class BinlogPitr(ContinuousArchive):
+    """A MariaDB/MySQL source's `pitr:`; its user needs REPLICATION SLAVE and BINLOG MONITOR."""
+
+
+class SqlitePitr(ContinuousArchive):
+    """A SQLite source's `pitr:`; the database must be in WAL mode (journal_mode=WAL)."""
+
+
 class PostgresqlSource(Model):
     name: Name = Field(description="Unique name of the source within the plan.")
     type: Literal["postgresql"] = Field(description="A PostgreSQL database, dumped with pg_dump.")
@@ -91,9 +158,20 @@ class PostgresqlSource(Model):
         examples=["postgresql://drkit@db.internal:5432/orders"],
     )
     password: SecretReference | None = Field(
-        default=None, description="Password reference; reaches pg_dump through its environment."
+        default=None,
+        description="Password reference; reaches pg_dump and pg_restore in a private PGPASSFILE, never their environment.",
     )
     jobs: int = Field(default=2, ge=1, le=64, description="Parallel jobs for pg_restore -j.")
+    pitr: Pitr | None = Field(
+        default=None,
+        description="Continuous WAL archiving and point-in-time restore: backups of this source "
+        "become physical base backups (pg_basebackup) and `drkit archive` ships its WAL. "
+        "See docs/pitr.md.",
+    )
+    role_passwords: bool = Field(
+        default=False,
+        description="Also capture the login attribute and password hash of the roles the database names (needs a superuser; kept only in the sealed manifest), so `restore --roles create` can recreate them able to log in. Drills never give them.",
+    )
 
 
 class MysqlSource(Model):
@@ -107,6 +185,12 @@ class MysqlSource(Model):
     password: SecretReference | None = Field(
         default=None, description="Password reference; reaches the client through an option file."
     )
+    pitr: BinlogPitr | None = Field(
+        default=None,
+        description="Continuous binary log archiving and point-in-time restore: `drkit "
+        "archive` ships the server's binlog, dumps record the binlog position they are "
+        "consistent with. The server needs log_bin on. See docs/pitr.md.",
+    )
 
 
 class SqliteSource(Model):
@@ -114,6 +198,13 @@ class SqliteSource(Model):
     type: Literal["sqlite"] = Field(description="A SQLite database file (online backup API).")
     path: str = Field(
         description="Path of the database file.", examples=["/var/lib/payments/sessions.db"]
+    )
+    pitr: SqlitePitr | None = Field(
+        default=None,
+        description="Continuous capture of the write-ahead log and point-in-time restore: "
+        "`drkit archive` reads every committed transaction from the database's WAL, seals it "
+        "and ships it to every store. The database must use journal_mode=WAL. See "
+        "docs/pitr.md.",
     )
 
 
@@ -130,6 +221,10 @@ class FilesSource(Model):
     )
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns to leave out.", examples=[["*.swp"]]
+    )
+    vanished_files: Literal["warn", "fail"] = Field(
+        default="warn",
+        description="A file removed while the backup reads the tree (editor swap files, rotated logs): `warn` records it in the backup's warnings, `fail` fails the backup.",
     )
 
 
@@ -213,6 +308,14 @@ class S3Store(Model):
     storage_class: str | None = Field(
         default=None, description="S3 storage class of new objects.", examples=["STANDARD_IA"]
     )
+    read_connections: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="Ranged GETs in flight when reading an object larger than 16 MiB "
+        "(restore, drill, verify), fed in order into the restore; 1 reads every object with "
+        "one streaming GET.",
+    )
     access_key_id: SecretReference | None = Field(
         default=None, description="Access key reference; default: the AWS credential chain."
     )
@@ -248,7 +351,9 @@ class ResticStore(Model):
         description="restic repository string.",
         examples=["s3:https://s3.eu-central-1.amazonaws.com/payments-restic"],
     )
-    password: SecretReference = Field(description="Repository password reference.")
+    password: SecretReference = Field(
+        description="Repository password reference; reaches restic in a private file (RESTIC_PASSWORD_FILE)."
+    )
     region: str = Field(
         description="Region label; copy policies count distinct regions.", examples=["eu-central-1"]
     )
@@ -313,15 +418,16 @@ def _check_sandbox_url(value: str) -> str:
 class Sandbox(Model):
     postgresql: Annotated[str, AfterValidator(_check_sandbox_url)] = Field(
         default="ephemeral",
-        description="`ephemeral` (throwaway local cluster) or a server URL for a scratch database.",
+        description="`ephemeral` (a throwaway local cluster only drkit can reach) or a server URL for scratch databases (its user needs CREATEDB and CREATEROLE: each scratch database gets a read-only role for checks).",
     )
     mysql: Annotated[str, AfterValidator(_check_sandbox_url)] | None = Field(
         default=None,
-        description="Server URL where a scratch database is created and dropped.",
+        description="Server URL where scratch databases are created and dropped, each with a read-only user for checks (the URL's user needs CREATE, DROP, CREATE USER and GRANT OPTION).",
         examples=["mysql://root@sandbox.internal:3306/"],
     )
     password: SecretReference | None = Field(
-        default=None, description="Password for the sandbox servers."
+        default=None,
+        description="Password for the sandbox servers; checks never see it (they get their read-only user's).",
     )
 
 
@@ -344,16 +450,31 @@ class SqlCheck(Model):
     )
 
 
+def _check_argv(argv: list[str]) -> list[str]:
+    for position, argument in enumerate(argv):
+        if "\0" in argument:
+            raise ValueError(f"argument {position} holds a NUL byte, which no program can receive")
+    return argv
+
+
 class CommandCheck(Model):
     type: Literal["command"] = Field(
-        description="A program that must exit 0; DRKIT_SANDBOX_<SOURCE>_URL tells it where each sandbox is."
+        description="A program that must exit 0; DRKIT_SANDBOX_<SOURCE>_URL (and _PASSWORD, for a read-only user of a database) tells it where each sandbox is."
     )
-    run: list[str] = Field(
+    run: Annotated[list[str], AfterValidator(_check_argv)] = Field(
         min_length=1,
         description="argv of the command (no shell).",
         examples=[["./scripts/smoke-test.sh"]],
     )
-    timeout: Duration = Field(default=timedelta(minutes=5), description="Kill it after this long.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment the command gets besides the sandboxes' (it inherits nothing else from drkit's, bar PATH, HOME, LANG, LC_*, TZ): plain values, or env:NAME / file:/path for a secret it needs.",
+        examples=[{"API_BASE_URL": "http://127.0.0.1:8080", "API_TOKEN": "env:SMOKE_TEST_TOKEN"}],
+    )
+    timeout: Duration = Field(
+        default=timedelta(minutes=5),
+        description="End it, and every process it started, after this long.",
+    )
 
 
 CheckSpec = Annotated[FingerprintCheck | SqlCheck | CommandCheck, Field(discriminator="type")]
@@ -393,6 +514,34 @@ class Healthcheck(Model):
 # --- the plan ---------------------------------------------------------------------------------
 
 
+class KmsSigningKey(Model):
+    key_id: str = Field(
+        description="An asymmetric AWS KMS key (ECC_NIST_P256, SIGN_VERIFY): id, ARN or alias.",
+        examples=["alias/drkit-evidence"],
+    )
+    region: str = Field(description="Region of the KMS key.", examples=["us-east-1"])
+    endpoint_url: str | None = Field(
+        default=None, description="Custom KMS endpoint (tests, VPC endpoints)."
+    )
+
+
+class Evidence(Model):
+    signing_key: SecretReference | None = Field(
+        default=None,
+        description="An Ed25519 private key in PEM (`drkit keys generate --signing PATH`) that "
+        "signs every evidence record; the public key beside it verifies them.",
+    )
+    kms: KmsSigningKey | None = Field(
+        default=None, description="Sign with an AWS KMS asymmetric key instead of a key file."
+    )
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> Evidence:
+        if (self.signing_key is None) == (self.kms is None):
+            raise ValueError("name exactly one of signing_key or kms")
+        return self
+
+
 class Plan(Model):
     version: Literal[1] = Field(description="Plan format version.")
     name: Name = Field(
@@ -418,6 +567,11 @@ class Plan(Model):
     drill: Drill = Field(default_factory=Drill, description="Restore drills.")
     notify: list[Webhook] = Field(default_factory=list, description="Notifications on outcomes.")
     healthcheck: Healthcheck | None = Field(default=None, description="Dead-man pings.")
+    evidence: Evidence | None = Field(
+        default=None,
+        description="Sign a hash-chained evidence record of every backup, verify, drill and "
+        "restore, kept in the catalog and copied to every store (docs/evidence.md).",
+    )
 
     def source(self, name: str) -> SourceSpec:
         for source in self.sources:

@@ -8,16 +8,18 @@ its reason; snapshot ids with manifest hashes.
 
 from __future__ import annotations
 
+import functools
 import statistics
-from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
 
-from drkit.catalog import Catalog
+from drkit.catalog import Catalog, EvidenceHead, PeriodFacts
+from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
-from drkit.report.status import meets_copy_policy
+from drkit.report.status import plan_policy
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:
@@ -43,67 +45,146 @@ def count_due(cron: str | None, since: datetime, until: datetime) -> int | None:
     return count
 
 
-def _rpo_series(times: list[datetime], since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """Data-loss window just before each complete snapshot (and now): the gap since the
-    previous complete one. The worst of these is the period's worst RPO."""
-    series = []
-    previous: datetime | None = None
-    for moment in [*sorted(times), until]:
-        if previous is not None:
-            series.append(
-                {"at": moment.isoformat(), "gap_seconds": (moment - previous).total_seconds()}
-            )
-        elif moment > since and moment != until:
-            series.append({"at": moment.isoformat(), "gap_seconds": None})
-        previous = moment
-    return series
+@functools.lru_cache(maxsize=64)
+def _count_due_cached(cron: str, since: datetime, until: datetime) -> int | None:
+    """count_due once per schedule and period: a fleet's plans share a few schedules."""
+    return count_due(cron, since, until)
 
 
-def _first_activity(catalog: Catalog, plan: Plan, since: datetime) -> datetime:
-    """Backups are due from the later of the period's start and the plan's first run: a plan
-    added last week did not miss the backups of the months before."""
-    runs = catalog.list_runs(plan.name)
-    first = min((run.started_at for run in runs), default=None)
-    return max(since, first) if first is not None else since
+def _rpo_series(facts: PeriodFacts, until: datetime) -> list[dict[str, Any]]:
+    """The longest data-loss window ending each day of the period (the gap between two
+    complete snapshots, or up to now), oldest first; the worst of them is the worst RPO."""
+    series = dict(facts.daily_worst_gap)
+    if facts.complete_before is not None and facts.first_complete is not None:
+        day = facts.first_complete.strftime("%Y-%m-%d")
+        gap = (facts.first_complete - facts.complete_before).total_seconds()
+        series[day] = max(series.get(day, 0.0), gap)
+    last = facts.last_complete or facts.complete_before
+    if last is not None:
+        day = until.strftime("%Y-%m-%d")
+        series[day] = max(series.get(day, 0.0), (until - last).total_seconds())
+    return [
+        {"at": f"{day}T23:59:59+00:00", "gap_seconds": gap} for day, gap in sorted(series.items())
+    ]
 
 
 def plan_report(
     catalog: Catalog, plan: Plan, since: datetime, until: datetime | None = None
 ) -> dict[str, Any]:
+    return plan_reports(catalog, [plan], since, until)[0]
+
+
+def plan_reports(
+    catalog: Catalog, plans: Sequence[Plan], since: datetime, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The report of each plan over [since, until), from totals the catalog computes for
+    all the plans together (a fixed number of queries, whatever the history)."""
     until = until or datetime.now(UTC)
-    snapshots = [s for s in catalog.list_snapshots(plan.name, since=since) if s.taken_at < until]
-    runs = [r for r in catalog.list_runs(plan.name, "backup", since) if r.started_at < until]
-    drills = [d for d in catalog.list_drills(plan.name, since=since) if d.started_at < until]
-    complete = [s for s in snapshots if meets_copy_policy(plan, s)]
-    objectives = plan.objectives
-    rto_values = [d.rto_seconds for d in drills if d.rto_seconds is not None]
-    # The newest complete snapshot before the period bounds the first gap.
-    before = [
-        s
-        for s in catalog.list_snapshots(plan.name)
-        if s.taken_at < since and meets_copy_policy(plan, s)
-    ]
-    times = [s.taken_at for s in complete] + ([before[0].taken_at] if before else [])
-    rpo_series = _rpo_series(times, since, until)
-    gaps = [point["gap_seconds"] for point in rpo_series if point["gap_seconds"] is not None]
-    if not times:
-        gaps = [(until - since).total_seconds()]
-    regions: Counter[str] = Counter()
-    for snapshot in complete:
-        for copy in snapshot.copies:
-            if copy.status == "complete":
-                regions[copy.region or "?"] += 1
-    keys = sorted({name for s in snapshots for a in s.artifacts for name in a.key_names})
+    facts = catalog.period_facts([plan_policy(plan) for plan in plans], since, until)
+    heads = catalog.evidence_heads([plan.name for plan in plans])
+    reports = [_plan_report(plan, facts[plan.name], since, until) for plan in plans]
+    for plan, report in zip(plans, reports, strict=True):
+        report["evidence_log"] = _evidence_log(plan, heads.get(plan.name))
+        report["point_in_time"] = _point_in_time(catalog, plan, until)
+    return reports
+
+
+def _point_in_time(catalog: Catalog, plan: Plan, until: datetime) -> list[dict[str, Any]]:
+    """Each pitr source's recoverable window per store and its RPO, as `drkit status` shows
+    them (as of the report's end), whatever the engine."""
+    if not any(getattr(source, "pitr", None) is not None for source in plan.sources):
+        return []
+    from drkit.report.windows import pitr_status
+
+    return [entry.to_json(until) for entry in pitr_status(catalog, plan, until)]
+
+
+def _evidence_log(plan: Plan, head: EvidenceHead | None) -> dict[str, Any] | None:
+    """The head of the plan's signed evidence log (as of now, not the period's end) and the
+    command that checks a copy of the log against it with the public key alone."""
+    if head is None:
+        return None
+    return {
+        "count": head.count,
+        "head_sha256": head.hash,
+        "recorded_at": head.recorded_at.isoformat(timespec="seconds"),
+        "verify_command": (
+            f"drkit evidence verify --plan PLAN_FILE --store {plan.stores[0].name} "
+            f"--public-key PUBLIC_KEY.pub --head {head.hash} --count {head.count}"
+        ),
+    }
+
+
+def _backup_counts(
+    plan: Plan, facts: PeriodFacts, since: datetime, until: datetime
+) -> dict[str, Any]:
+    """Backups due by the schedule and what the run history says became of them: a snapshot
+    pruned since is still a backup that succeeded."""
+    outcomes = {outcome: n for (kind, outcome), n in facts.runs.items() if kind == "backup"}
+    start = max(since, facts.first_run_at) if facts.first_run_at else since
+    cron = plan.schedule.backup
+    return {
+        "due": _count_due_cached(cron, start, until) if cron else None,
+        "taken": sum(n for outcome, n in outcomes.items() if outcome != "running"),
+        "succeeded": outcomes.get("ok", 0) + outcomes.get("degraded", 0),
+        "failed": outcomes.get("failed", 0) + outcomes.get("breached", 0),
+        "interrupted": outcomes.get("interrupted", 0),
+        "complete": facts.complete,
+        "outcomes": dict(sorted(outcomes.items())),
+    }
+
+
+def _failures(facts: PeriodFacts) -> list[dict[str, Any]]:
     failures = [
-        {"kind": "backup", "at": r.started_at.isoformat(), "outcome": r.outcome, "reason": r.error}
-        for r in runs
-        if r.outcome not in ("ok", "running")
+        {"kind": "backup", "at": at.isoformat(), "outcome": outcome, "reason": error}
+        for at, outcome, error in facts.failed_backups
     ]
     failures += [
         {"kind": "drill", "at": d.started_at.isoformat(), "outcome": d.outcome, "reason": d.error}
-        for d in drills
-        if d.outcome != "passed"
+        for d in facts.drills
+        if d.outcome != Outcome.OK
     ]
+    # A drill killed before it could record itself left only its run.
+    failures += [
+        {"kind": "drill", "at": at.isoformat(), "outcome": outcome, "reason": error}
+        for _, at, outcome, error in facts.killed_drills
+    ]
+    return failures
+
+
+def _drills(facts: PeriodFacts) -> dict[str, Any]:
+    drills = facts.drills
+    rto_values = [d.rto_seconds for d in drills if d.rto_seconds is not None]
+    return {
+        "run": len(drills),
+        "passed": sum(d.outcome == Outcome.OK for d in drills),
+        "interrupted": len(facts.killed_drills),
+        "rto_p50_seconds": _percentile(rto_values, 0.5),
+        "rto_p95_seconds": _percentile(rto_values, 0.95),
+        "rto_max_seconds": max(rto_values) if rto_values else None,
+        "rto_mean_seconds": statistics.fmean(rto_values) if rto_values else None,
+        "series": [
+            {
+                "at": d.started_at.isoformat(),
+                "rto_seconds": d.rto_seconds,
+                "outcome": d.outcome,
+                "store": d.store,
+                "snapshot_id": d.snapshot_id,
+            }
+            for d in drills
+        ],
+    }
+
+
+def _plan_report(
+    plan: Plan, facts: PeriodFacts, since: datetime, until: datetime
+) -> dict[str, Any]:
+    objectives = plan.objectives
+    rto_values = [d.rto_seconds for d in facts.drills if d.rto_seconds is not None]
+    rpo_series = _rpo_series(facts, until)
+    gaps = [point["gap_seconds"] for point in rpo_series]
+    if facts.last_complete is None and facts.complete_before is None:
+        gaps = [(until - since).total_seconds()]
     return {
         "plan": plan.name,
         "description": plan.description,
@@ -121,47 +202,26 @@ def plan_report(
             "min_stores": plan.copies.min_stores,
             "min_regions": plan.copies.min_regions,
         },
-        "backups": {
-            "due": count_due(plan.schedule.backup, _first_activity(catalog, plan, since), until),
-            "taken": len(runs),
-            "complete": len(complete),
-            "outcomes": dict(Counter(r.outcome for r in runs)),
-        },
-        "copies_per_region": dict(sorted(regions.items())),
+        "backups": _backup_counts(plan, facts, since, until),
+        "copies_per_region": dict(sorted(facts.copies_per_region.items())),
         "encryption": {
             "cipher": "AES-256-GCM (STREAM), per-artifact data keys",
             "compression": plan.compression.algorithm,
-            "key_names": keys,
+            "key_names": sorted(facts.key_names),
         },
-        "drills": {
-            "run": len(drills),
-            "passed": sum(d.outcome == "passed" for d in drills),
-            "rto_p50_seconds": _percentile(rto_values, 0.5),
-            "rto_p95_seconds": _percentile(rto_values, 0.95),
-            "rto_max_seconds": max(rto_values) if rto_values else None,
-            "rto_mean_seconds": statistics.fmean(rto_values) if rto_values else None,
-            "series": [
-                {
-                    "at": d.started_at.isoformat(),
-                    "rto_seconds": d.rto_seconds,
-                    "outcome": d.outcome,
-                    "store": d.store,
-                    "snapshot_id": d.snapshot_id,
-                }
-                for d in sorted(drills, key=lambda d: d.started_at)
-            ],
-        },
+        "drills": _drills(facts),
         "rpo": {"worst_seconds": max(gaps) if gaps else None, "series": rpo_series},
-        "failures": failures,
+        "failures": _failures(facts),
+        "evidence_total": facts.snapshots,
         "evidence": [
             {
-                "snapshot_id": s.id,
-                "taken_at": s.taken_at.isoformat(),
-                "status": s.status,
-                "manifest_sha256": s.manifest_sha256,
-                "stores": [c.store for c in s.copies if c.status == "complete"],
+                "snapshot_id": e.snapshot_id,
+                "taken_at": e.taken_at.isoformat(),
+                "status": e.status,
+                "manifest_sha256": e.manifest_sha256,
+                "stores": list(e.stores),
             }
-            for s in snapshots
+            for e in facts.evidence
         ],
         "verdict": _verdict(objectives is not None, rto_values, gaps, objectives),
     }

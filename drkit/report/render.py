@@ -4,13 +4,26 @@ and SVG charts, no scripts, no network) for auditors."""
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from typing import Any
 
 from drkit.plan.durations import humanize_seconds
+from drkit.report.controls import control_rows
 
 
 def _seconds(value: float | None) -> str:
     return "–" if value is None else humanize_seconds(value)
+
+
+def _when(text: str) -> str:
+    """An ISO time as people read it in a report: minutes, UTC, no microseconds."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _met(value: bool | None) -> str:
@@ -22,7 +35,12 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     backups, drills, rpo = report["backups"], report["drills"], report["rpo"]
     due = "–" if backups["due"] is None else str(backups["due"])
     return [
-        ("Backups due / taken / complete", f"{due} / {backups['taken']} / {backups['complete']}"),
+        (
+            "Backups due / taken / succeeded / failed / interrupted",
+            f"{due} / {backups['taken']} / {backups['succeeded']} / {backups['failed']} / "
+            f"{backups['interrupted']} (from the run history)",
+        ),
+        ("Snapshots meeting the copy policy, still kept", str(backups["complete"])),
         (
             "Copies per region",
             ", ".join(f"{k}: {v}" for k, v in report["copies_per_region"].items()) or "–",
@@ -48,8 +66,37 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+MARKDOWN_TITLE = "# drkit compliance report\n\n"
+
+
+PITR_COLUMNS = ("source", "store", "recoverable from", "to", "lag", "problems")
+
+
+def _pitr_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per pitr source and store: the window, its lag, what is wrong."""
+    rows: list[tuple[str, ...]] = []
+    for entry in report.get("point_in_time") or []:
+        for window in entry["windows"]:
+            rows.append(
+                (
+                    f"{entry['source']} (RPO {_seconds(entry['rpo_seconds'])})",
+                    str(window["store"]),
+                    _when(window["from"]) if window["from"] else "–",
+                    _when(window["to"]) if window["to"] else "–",
+                    _seconds(window["lag_seconds"]),
+                    "; ".join(window["problems"]) or "none",
+                )
+            )
+    return rows
+
+
 def render_markdown(reports: list[dict[str, Any]]) -> str:
-    lines = ["# drkit compliance report", ""]
+    return MARKDOWN_TITLE + render_markdown_sections(reports)
+
+
+def render_markdown_sections(reports: list[dict[str, Any]]) -> str:
+    """The plans' sections, without the title (a long report is rendered plans at a time)."""
+    lines: list[str] = []
     for report in reports:
         period = report["period"]
         lines += [
@@ -57,15 +104,32 @@ def render_markdown(reports: list[dict[str, Any]]) -> str:
             "",
             report["description"] or "",
             "",
-            f"Period: {period['since']} to {period['until']}",
+            f"Period: {_when(period['since'])} to {_when(period['until'])}",
             "",
             "| measure | value |",
             "|---|---|",
         ]
         lines += [f"| {name} | {value} |" for name, value in _summary_rows(report)]
+        lines += [
+            "",
+            "### Controls",
+            "",
+            "| control | asks | drkit shows |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {c} | {asks} | {shows} |" for c, asks, shows in control_rows(report)]
+        if pitr_rows := _pitr_rows(report):
+            lines += [
+                "",
+                "### Point-in-time recovery (as of the period's end)",
+                "",
+                "| " + " | ".join(PITR_COLUMNS) + " |",
+                "|" + "---|" * len(PITR_COLUMNS),
+            ]
+            lines += ["| " + " | ".join(row) + " |" for row in pitr_rows]
         lines += ["", "### Failures", ""]
         lines += [
-            f"- {f['at']} {f['kind']} {f['outcome']}: {f['reason'] or '–'}"
+            f"- {_when(f['at'])} {f['kind']} {f['outcome']}: {f['reason'] or '–'}"
             for f in report["failures"]
         ] or ["None."]
         lines += [
@@ -76,22 +140,49 @@ def render_markdown(reports: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {d['at']} | {d['snapshot_id']} | {d['store']} | {_seconds(d['rto_seconds'])} | {d['outcome']} |"
+            f"| {_when(d['at'])} | {d['snapshot_id']} | {d['store']} | {_seconds(d['rto_seconds'])} | {d['outcome']} |"
             for d in report["drills"]["series"]
         ]
         lines += [
             "",
             "### Evidence",
             "",
+            _chain_note(report),
+            "",
+            _evidence_note(report),
+            "",
             "| snapshot | taken | status | stores | manifest sha256 |",
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {e['snapshot_id']} | {e['taken_at']} | {e['status']} | {', '.join(e['stores'])} | `{e['manifest_sha256'] or '–'}` |"
+            f"| {e['snapshot_id']} | {_when(e['taken_at'])} | {e['status']} | {', '.join(e['stores'])} | `{e['manifest_sha256'] or '–'}` |"
             for e in report["evidence"]
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _chain_note(report: dict[str, Any]) -> str:
+    """The signed evidence log's head, and how to check it (docs/evidence.md)."""
+    log = report.get("evidence_log")
+    if log is None:
+        return "No signed evidence log: the plan has no `evidence:` section (see docs/evidence.md)."
+    return (
+        f"Signed evidence log: {log['count']} records, the newest at {_when(log['recorded_at'])}, "
+        f"chain head sha256 `{log['head_sha256']}`. Anyone holding the public key can check "
+        f"that no record was edited, removed or reordered: `{log['verify_command']}`."
+    )
+
+
+def _evidence_note(report: dict[str, Any]) -> str:
+    """How many snapshots the period holds, and how to list those not shown."""
+    shown, total = len(report["evidence"]), report.get("evidence_total", len(report["evidence"]))
+    if shown >= total:
+        return f"All {total} snapshots of the period."
+    return (
+        f"The newest {shown} of the period's {total} snapshots; "
+        f"`drkit snapshots PLAN --json` lists every one."
+    )
 
 
 def _bar_chart(
@@ -111,7 +202,9 @@ def _bar_chart(
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
         f'<text x="{left}" y="14" class="title">{html.escape(title)}</text>',
         f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" class="axis"/>',
+        f'<line x1="{left}" y1="20" x2="{left}" y2="{height - bottom}" class="axis"/>',
     ]
+    parts += _date_labels([label for label, _ in points], left, width - 10, height - bottom + 14)
     for index, (label, value) in enumerate(points):
         if value is None:
             continue
@@ -121,7 +214,7 @@ def _bar_chart(
         over = objective is not None and value > objective
         parts.append(
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 4, 1):.1f}" height="{bar_height:.1f}" '
-            f'class="{"bar over" if over else "bar"}"><title>{html.escape(label)}: '
+            f'class="{"bar over" if over else "bar"}"><title>{html.escape(_when(label))}: '
             f"{html.escape(humanize_seconds(value))}</title></rect>"
         )
     if objective is not None and not on_scale:
@@ -145,6 +238,21 @@ def _bar_chart(
     return "".join(parts)
 
 
+def _date_labels(labels: list[str], left: float, right: float, y: float) -> list[str]:
+    """The x axis: the first and last dates (and the middle one) under the bars."""
+    if not labels:
+        return [f'<text x="{left}" y="{y:.0f}" class="label">no data in the period</text>']
+    chosen = {0: "start", len(labels) - 1: "end"}
+    if len(labels) > 2:
+        chosen[len(labels) // 2] = "middle"
+    step = (right - left) / len(labels)
+    return [
+        f'<text x="{left + (index + 0.5) * step:.1f}" y="{y:.0f}" text-anchor="{anchor}" '
+        f'class="label">{html.escape(_when(labels[index])[:10])}</text>'
+        for index, anchor in sorted(chosen.items())
+    ]
+
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:60rem}
 table{border-collapse:collapse;margin:1rem 0}code{word-break:break-all}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -155,6 +263,11 @@ table{border-collapse:collapse;margin:1rem 0}code{word-break:break-all}td,th{bor
 
 
 def render_html(reports: list[dict[str, Any]]) -> str:
+    return HTML_HEAD + render_html_sections(reports) + HTML_TAIL
+
+
+def render_html_sections(reports: list[dict[str, Any]]) -> str:
+    """The plans' sections of the HTML page (between HTML_HEAD and HTML_TAIL)."""
     body = []
     for report in reports:
         plan = html.escape(report["plan"])
@@ -167,41 +280,70 @@ def render_html(reports: list[dict[str, Any]]) -> str:
         rpo_points = [(p["at"], p["gap_seconds"]) for p in report["rpo"]["series"]]
         failures = (
             "".join(
-                f"<li>{html.escape(f['at'])} {html.escape(f['kind'])} {html.escape(f['outcome'])}: "
+                f"<li>{html.escape(_when(f['at']))} {html.escape(f['kind'])} {html.escape(f['outcome'])}: "
                 f"{html.escape(f['reason'] or '–')}</li>"
                 for f in report["failures"]
             )
             or "<li>None.</li>"
         )
         evidence = "".join(
-            f"<tr><td>{html.escape(e['snapshot_id'])}</td><td>{html.escape(e['taken_at'])}</td>"
+            f"<tr><td>{html.escape(e['snapshot_id'])}</td><td>{html.escape(_when(e['taken_at']))}</td>"
             f"<td>{html.escape(e['status'])}</td><td>{html.escape(', '.join(e['stores']))}</td>"
             f"<td><code>{html.escape(e['manifest_sha256'] or '–')}</code></td></tr>"
             for e in report["evidence"]
         )
+        drills = "".join(
+            f"<tr><td>{html.escape(_when(d['at']))}</td><td>{html.escape(d['snapshot_id'])}</td>"
+            f"<td>{html.escape(d['store'])}</td><td>{html.escape(_seconds(d['rto_seconds']))}</td>"
+            f"<td>{html.escape(d['outcome'])}</td></tr>"
+            for d in report["drills"]["series"]
+        )
+        controls = "".join(
+            f"<tr><th>{html.escape(c)}</th><td>{html.escape(asks)}</td><td>{html.escape(shows)}</td></tr>"
+            for c, asks, shows in control_rows(report)
+        )
+        pitr = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+            for row in _pitr_rows(report)
+        )
+        if pitr:
+            header = "".join(f"<th>{html.escape(name)}</th>" for name in PITR_COLUMNS)
+            pitr = (
+                "<h3>Point-in-time recovery (as of the period's end)</h3>"
+                f"<table class='pitr'><tr>{header}</tr>{pitr}</table>"
+            )
+        period = report["period"]
         body.append(
             f'<section class="plan" data-plan="{plan}"><h2>Plan {plan}</h2>'
             f"<p>{html.escape(report['description'] or '')}</p>"
-            f"<p>Period: {html.escape(report['period']['since'])} to {html.escape(report['period']['until'])}</p>"
+            f"<p>Period: {html.escape(_when(period['since']))} to {html.escape(_when(period['until']))}</p>"
             f'<table class="summary">{rows}</table>'
             + _bar_chart("RTO per drill", rto_points, objectives.get("rto_seconds"), f"rto-{plan}")
             + _bar_chart(
-                "RPO: gap before each complete snapshot",
+                "RPO: the longest gap between complete snapshots, per day",
                 rpo_points,
                 objectives.get("rpo_seconds"),
                 f"rpo-{plan}",
             )
-            + f"<h3>Failures</h3><ul>{failures}</ul><h3>Evidence</h3><table class='evidence'>"
+            + "<h3>Controls</h3><table class='controls'><tr><th>control</th><th>asks</th>"
+            f"<th>drkit shows</th></tr>{controls}</table>"
+            "<h3>Drills</h3><table class='drills'><tr><th>when</th><th>snapshot</th><th>store</th>"
+            f"<th>RTO</th><th>outcome</th></tr>{drills}</table>"
+            f"{pitr}<h3>Failures</h3><ul>{failures}</ul><h3>Evidence</h3>"
+            f"<p class='chain'>{html.escape(_chain_note(report))}</p>"
+            f"<p>{html.escape(_evidence_note(report))}</p><table class='evidence'>"
             "<tr><th>snapshot</th><th>taken</th><th>status</th><th>stores</th><th>manifest sha256</th></tr>"
             f"{evidence}</table></section>"
         )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        "<title>drkit compliance report</title>"
-        f"<style>{CSS}</style></head><body><h1>drkit compliance report</h1>"
-        + "".join(body)
-        + "</body></html>\n"
-    )
+    return "".join(body)
+
+
+HTML_HEAD = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+    "<title>drkit compliance report</title>"
+    f"<style>{CSS}</style></head><body><h1>drkit compliance report</h1>"
+)
+HTML_TAIL = "</body></html>\n"
 
 
 def _css_class(value: str) -> str:

@@ -6,11 +6,14 @@ number of stores and regions the plan requires, and from the newest one a drill 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from drkit.catalog import Catalog, DrillRecord, RunRecord, SnapshotRecord
+from drkit.catalog import Catalog, DrillRecord, PlanPolicy, PlanState, RunRecord, SnapshotRecord
+from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
+from drkit.report.windows import PitrStatus, pitr_status
 
 
 @dataclass
@@ -27,6 +30,9 @@ class PlanStatus:
     rpo_objective: float | None = None
     rto_objective: float | None = None
     breaches: list[str] = field(default_factory=list)
+    last_verify: RunRecord | None = None
+    #: continuous archiving (sources with pitr:): windows per store, RPO from their end
+    pitr: list[PitrStatus] = field(default_factory=list)
 
     @property
     def breached(self) -> bool:
@@ -36,14 +42,7 @@ class PlanStatus:
         return {
             "plan": self.plan,
             "checked_at": self.now.isoformat(),
-            "last_backup": None
-            if self.last_backup is None
-            else {
-                "run_id": self.last_backup.id,
-                "started_at": self.last_backup.started_at.isoformat(),
-                "outcome": self.last_backup.outcome,
-                "error": self.last_backup.error,
-            },
+            "last_backup": _run_json(self.last_backup),
             "newest_complete_snapshot": _snapshot_id(self.newest_complete),
             "newest_verified_snapshot": _snapshot_id(self.newest_verified),
             "copies": self.copies,
@@ -61,9 +60,22 @@ class PlanStatus:
                 "rto_seconds": _round(self.last_drill.rto_seconds),
             },
             "rto_objective_seconds": self.rto_objective,
+            "last_verify": _run_json(self.last_verify),
             "breaches": self.breaches,
             "ok": not self.breached,
+            **({"pitr": [entry.to_json(self.now) for entry in self.pitr]} if self.pitr else {}),
         }
+
+
+def _run_json(run: RunRecord | None) -> dict[str, object] | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.id,
+        "started_at": run.started_at.isoformat(),
+        "outcome": run.outcome,
+        "error": run.error,
+    }
 
 
 def _snapshot_id(record: SnapshotRecord | None) -> str | None:
@@ -85,19 +97,49 @@ def meets_copy_policy(plan: Plan, snapshot: SnapshotRecord) -> bool:
     )
 
 
-def plan_status(catalog: Catalog, plan: Plan, now: datetime | None = None) -> PlanStatus:
+#: the jobs whose runs status reads
+STATUS_JOBS = ("backup", "verify")
+
+
+def plan_policy(plan: Plan) -> PlanPolicy:
+    """What the catalog needs of a plan to find its newest policy-meeting snapshot."""
+    return PlanPolicy(
+        plan.name,
+        plan.copies.min_stores,
+        plan.copies.min_regions,
+        tuple(store.name for store in plan.stores),
+    )
+
+
+def plan_statuses(
+    catalog: Catalog, plans: Sequence[Plan], now: datetime | None = None
+) -> list[PlanStatus]:
+    """Where each plan stands, from a few catalog queries for all of them together."""
     now = now or datetime.now(UTC)
-    snapshots = catalog.list_snapshots(plan.name)
-    newest = next((s for s in snapshots if meets_copy_policy(plan, s)), None)
-    passed = catalog.last_drill(plan.name, outcome="passed")
-    verified = next((s for s in snapshots if passed and s.id == passed.snapshot_id), None)
+    # status reads the last backup and verify, and no store's newest copy: only those
+    policies = [replace(plan_policy(plan), stores=()) for plan in plans]
+    states = catalog.plan_states(policies, jobs=STATUS_JOBS)
+    return [status_from_state(plan, states[plan.name], now, catalog) for plan in plans]
+
+
+def plan_status(catalog: Catalog, plan: Plan, now: datetime | None = None) -> PlanStatus:
+    return plan_statuses(catalog, [plan], now)[0]
+
+
+def status_from_state(
+    plan: Plan, state: PlanState, now: datetime, catalog: Catalog | None = None
+) -> PlanStatus:
+    """The plan's status from its catalog state; with ``catalog``, the recoverable windows of
+    its ``pitr:`` sources too (read only for plans that have one)."""
+    newest, verified = state.newest_complete, state.drill_verified
     status = PlanStatus(
         plan.name,
         now,
-        catalog.last_run(plan.name, "backup"),
+        state.job("backup").last,
         newest,
         verified,
-        catalog.last_drill(plan.name),
+        state.last_drill,
+        last_verify=state.job("verify").finished,
     )
     if newest is not None:
         status.rpo_seconds = (now - newest.taken_at).total_seconds()
@@ -107,8 +149,27 @@ def plan_status(catalog: Catalog, plan: Plan, now: datetime | None = None) -> Pl
         ]
     if verified is not None:
         status.verified_rpo_seconds = (now - verified.taken_at).total_seconds()
+    status.pitr = pitr_status(catalog, plan, now) if catalog is not None else []
+    for entry in status.pitr:  # with continuous archiving, the recovery point is the window's end
+        if entry.rpo_seconds is not None and (
+            status.rpo_seconds is None or entry.rpo_seconds < status.rpo_seconds
+        ):
+            status.rpo_seconds = entry.rpo_seconds
+        status.breaches += entry.breaches
     _judge(plan, status)
+    _judge_verification(status)
     return status
+
+
+def _judge_verification(status: PlanStatus) -> None:
+    """A copy a verify found damaged is a breach whatever the objectives: the figures above
+    would otherwise count on a copy that does not restore."""
+    verify = status.last_verify
+    if verify is not None and verify.outcome not in (Outcome.OK, Outcome.INTERRUPTED):
+        status.breaches.append(f"last verify {verify.outcome}: {verify.error or 'see its run'}")
+    for copy in status.newest_complete.copies if status.newest_complete else ():
+        if copy.last_verify_ok is False:
+            status.breaches.append(f"copy in {copy.store} failed verification")
 
 
 def _judge(plan: Plan, status: PlanStatus) -> None:
@@ -133,5 +194,5 @@ def _judge(plan: Plan, status: PlanStatus) -> None:
         status.breaches.append(
             f"last drill RTO {human(drill.rto_seconds)} > objective {human(status.rto_objective)}"
         )
-    if drill is not None and drill.outcome not in ("passed", "breached"):
+    if drill is not None and drill.outcome not in (Outcome.OK, Outcome.BREACHED):
         status.breaches.append(f"last drill {drill.outcome}")

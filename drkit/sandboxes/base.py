@@ -46,6 +46,12 @@ class Sandbox(Protocol):
         sandbox cannot hold. Calling it twice for one source returns the same target."""
         ...
 
+    def reader_target_for(self, source: SourceSpec) -> Target:
+        """The same place for checks, after the restore: a database for a user that may read
+        it and nothing else (no DDL, no DML, no other database), with a password of its own
+        that is no secret of the plan; a path as it is."""
+        ...
+
     def describe(self) -> str:
         """Where the sandbox is, for people; never a secret."""
         ...
@@ -57,7 +63,8 @@ def database_name_for(source_name: str) -> str:
 
 
 def environment_name_for(source_name: str) -> str:
-    """``DRKIT_SANDBOX_<SOURCE>_URL`` for a source, as command checks see it."""
+    """``DRKIT_SANDBOX_<SOURCE>_URL`` for a source, as command checks see it (with
+    ``DRKIT_SANDBOX_<SOURCE>_PASSWORD`` beside it for a database)."""
     return f"DRKIT_SANDBOX_{re.sub(r'[^A-Z0-9]', '_', source_name.upper())}_URL"
 
 

@@ -1,43 +1,36 @@
-"""Scratch databases on a MariaDB or MySQL server, for drills of mysql sources."""
+"""Scratch databases on a MariaDB or MySQL server, for drills of mysql sources. Each gets a
+read-only user of its own, with a random password, for checks; both are dropped afterwards,
+or by the next command when the drill was killed."""
 
 from __future__ import annotations
 
 import getpass
 import logging
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from drkit.errors import SandboxError
-from drkit.plan.schema import SourceSpec
-from drkit.sandboxes.base import (
-    CONNECT_TIMEOUT_SECONDS,
-    first_line,
-    new_scratch_database_name,
-    refuse_source_type,
-    report_teardown_failure,
-    url_with_database,
+from drkit.sandboxes.base import CONNECT_TIMEOUT_SECONDS, first_line
+from drkit.sandboxes.readers import (
+    create_mysql_reader_statements,
+    drop_mysql_reader_statements,
 )
-from drkit.secrets import Secret
-from drkit.sources.base import Target
+from drkit.sandboxes.scratch_server import ScratchServer
 
 if TYPE_CHECKING:
     import pymysql.connections
 
-log = logging.getLogger(__name__)
 DEFAULT_PORT = 3306
 
+log = logging.getLogger(__name__)
 
-class ScratchMysql:
+
+class ScratchMysql(ScratchServer):
     """One ``drkit_drill_<random>`` database per source on ``server_url``
-    (``mysql://root@host:3306/``), each dropped on exit."""
+    (``mysql://root@host:3306/``), each dropped on exit with its reader."""
 
     kind = "scratch-mysql"
-
-    def __init__(self, server_url: str, password: Secret | None = None):
-        self.server_url = server_url
-        self.password = password
-        self.databases: dict[str, str] = {}  # source name -> database name
+    source_type = "mysql"
 
     def _connect(self) -> pymysql.connections.Connection:
         import pymysql
@@ -49,7 +42,7 @@ class ScratchMysql:
                 port=parts.port or DEFAULT_PORT,
                 # like the mysql client, the login name when the URL names no user
                 user=unquote(parts.username) if parts.username else getpass.getuser(),
-                password=self.password.reveal() if self.password else "",
+                password=self.password.resolve().reveal() if self.password else "",
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 autocommit=True,
             )
@@ -58,58 +51,71 @@ class ScratchMysql:
                 f"cannot connect to sandbox server {self.server_url}: {first_line(error)}"
             ) from None
 
-    def _execute(self, statement: str) -> None:
+    def _execute(self, *statements: str) -> None:
         connection = self._connect()
         try:
             with connection.cursor() as cursor:
-                cursor.execute(statement)
+                for statement in statements:
+                    cursor.execute(statement)
         finally:
             connection.close()
 
-    def __enter__(self) -> Self:
-        self._connect().close()  # fail before the drill restores anything
-        return self
+    def _create_database(self, name: str, reader: str) -> None:
+        """The database, utf8mb4, and its reader: grants on ``name``.* hold for tables the
+        restore creates later, and survive the restore's DROP and CREATE DATABASE."""
+        import pymysql
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+        try:
+            self._execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+                *create_mysql_reader_statements(reader, self.reader_password, name),
+            )
+        except pymysql.Error as error:
+            raise SandboxError(
+                f"could not create scratch database {name} and its reader on "
+                f"{self.server_url}: {first_line(error)}",
+                hint="the user of drill.sandbox.mysql needs CREATE, DROP, CREATE USER and "
+                "GRANT OPTION (checks connect as a read-only user of their own)",
+            ) from None
+
+    def _grant_reader(self, name: str, reader: str) -> None:
+        return  # granted when the database was made
+
+    def _forget_grants(self, name: str) -> None:
+        """The grants a faithful restore gave on the scratch database outlive it on the
+        server: revoke them (best effort; they grant nothing once the name is gone)."""
+        import pymysql
+
+        from drkit.sources.mysql_fidelity import forget_grants
+
+        try:
+            connection = self._connect()
+            try:
+                forget_grants(connection, name)
+            finally:
+                connection.close()
+        except (pymysql.Error, SandboxError) as error:
+            log.warning("could not revoke the grants on scratch database %s: %s", name, error)
+
+    def drop_all(self) -> None:
         import pymysql
 
         try:
             for source_name, name in list(self.databases.items()):
                 self._execute(f"DROP DATABASE IF EXISTS `{name}`")
+                self._forget_grants(name)
                 del self.databases[source_name]
+            for database, reader in list(self.readers.items()):
+                self._execute(*drop_mysql_reader_statements(reader))
+                del self.readers[database]
         except (pymysql.Error, SandboxError) as error:
-            left = ", ".join(self.databases.values())
-            failure = SandboxError(
-                f"could not drop scratch databases {left} on {self.server_url}: "
+            left = ", ".join([*self.databases.values(), *self.readers.values()])
+            raise SandboxError(
+                f"could not drop scratch databases and users {left} on {self.server_url}: "
                 f"{first_line(error)}",
-                hint=f"drop them by hand: DROP DATABASE name for each of {left}",
-            )
-            report_teardown_failure(failure, while_failing=exc_type is not None)
+                hint="drop them by hand (DROP DATABASE name, DROP USER name), "
+                "or let the next drkit command do it",
+            ) from None
 
-    def target_for(self, source: SourceSpec) -> Target:
-        """A new, empty utf8mb4 database on the server, for this source only."""
-        import pymysql
 
-        if source.type != "mysql":
-            raise refuse_source_type(self, source)
-        if source.name not in self.databases:
-            name = new_scratch_database_name()
-            try:
-                self._execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-            except pymysql.Error as error:
-                raise SandboxError(
-                    f"could not create scratch database {name} on "
-                    f"{self.server_url}: {first_line(error)}"
-                ) from None
-            self.databases[source.name] = name
-        return Target(
-            url_with_database(self.server_url, self.databases[source.name]), self.password
-        )
-
-    def describe(self) -> str:
-        return f"scratch databases on {self.server_url}"
+remove_leftover_databases = ScratchMysql.remove_leftovers

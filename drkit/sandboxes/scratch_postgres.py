@@ -1,108 +1,108 @@
 """Scratch databases on an existing PostgreSQL server, for drills where starting a local
-cluster is not wanted (or the server's version or extensions matter)."""
+cluster is not wanted (or the server's version or extensions matter). Each gets a read-only
+role of its own for checks; both are dropped afterwards, or by the next command when the
+drill was killed."""
 
 from __future__ import annotations
 
-import logging
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from drkit.errors import SandboxError
-from drkit.plan.schema import SourceSpec
-from drkit.sandboxes.base import (
-    CONNECT_TIMEOUT_SECONDS,
-    first_line,
-    new_scratch_database_name,
-    refuse_source_type,
-    report_teardown_failure,
-    url_with_database,
+from drkit.sandboxes.base import CONNECT_TIMEOUT_SECONDS, first_line, url_with_database
+from drkit.sandboxes.readers import (
+    create_postgres_reader,
+    drop_postgres_reader,
+    grant_postgres_reads,
 )
-from drkit.secrets import Secret
-from drkit.sources.base import Target
+from drkit.sandboxes.scratch_server import ScratchServer
+from drkit.secrets import SecretRef
 
 if TYPE_CHECKING:
     import psycopg
 
-log = logging.getLogger(__name__)
 
-
-class ScratchPostgres:
+class ScratchPostgres(ScratchServer):
     """One ``drkit_drill_<random>`` database per source on ``server_url``, each dropped
-    (``WITH (FORCE)``, so lingering sessions do not keep it alive) on exit."""
+    (``WITH (FORCE)``, so lingering sessions do not keep it alive) on exit with its role."""
 
     kind = "scratch-postgresql"
+    source_type = "postgresql"
 
-    def __init__(self, server_url: str, password: Secret | None = None):
-        self.server_url = server_url
-        self.password = password
-        self.databases: dict[str, str] = {}  # source name -> database name
+    def __init__(
+        self, server_url: str, password: SecretRef | None = None, *, plan: str | None = None
+    ):
+        super().__init__(server_url, password, plan=plan)
+        self._granted: set[str] = set()  # databases whose reader exists
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        """A connection to the server's maintenance database (the URL's, or ``postgres``)."""
+    def _connect(self, database: str | None = None) -> psycopg.Connection[Any]:
+        """A connection to ``database``, or the server's maintenance database (the URL's, or
+        ``postgres``)."""
         import psycopg
 
         maintenance = urlsplit(self.server_url).path.strip("/") or "postgres"
         try:
             return psycopg.connect(
-                url_with_database(self.server_url, maintenance),
+                url_with_database(self.server_url, database or maintenance),
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                password=self.password.reveal() if self.password else None,
+                password=self.password.resolve().reveal() if self.password else None,
             )
         except psycopg.Error as error:
             raise SandboxError(
                 f"cannot connect to sandbox server {self.server_url}: {first_line(error)}"
             ) from None
 
-    def __enter__(self) -> Self:
-        self._connect().close()  # fail before the drill restores anything
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _create_database(self, name: str, reader: str) -> None:
         import psycopg
 
-        if not self.databases:
+        try:
+            with self._connect() as connection:
+                connection.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error as error:
+            raise SandboxError(
+                f"could not create scratch database {name} on "
+                f"{self.server_url}: {first_line(error)}"
+            ) from None
+
+    def _grant_reader(self, name: str, reader: str) -> None:
+        import psycopg
+
+        if name in self._granted:
+            return
+        try:
+            with self._connect() as server, self._connect(name) as restored:
+                create_postgres_reader(server, reader, self.reader_password)
+                grant_postgres_reads(server, restored, reader)
+        except psycopg.Error as error:
+            raise SandboxError(
+                f"could not create a read-only role for {name}: {first_line(error)}",
+                hint="checks connect as a read-only role of their own: give the user of "
+                "drill.sandbox.postgresql CREATEROLE (ALTER ROLE name CREATEROLE)",
+            ) from None
+        self._granted.add(name)
+
+    def drop_all(self) -> None:
+        import psycopg
+
+        if not self.databases and not self.readers:
             return
         try:
             with self._connect() as connection:
                 for source_name, name in list(self.databases.items()):
                     connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                     del self.databases[source_name]
+                for database, reader in list(self.readers.items()):
+                    drop_postgres_reader(connection, reader)
+                    del self.readers[database]
         except (psycopg.Error, SandboxError) as error:
-            left = ", ".join(self.databases.values())
-            failure = SandboxError(
-                f"could not drop scratch databases {left} on {self.server_url}: "
+            left = ", ".join([*self.databases.values(), *self.readers.values()])
+            raise SandboxError(
+                f"could not drop scratch databases and roles {left} on {self.server_url}: "
                 f"{first_line(error)}",
-                hint=f"drop them by hand: DROP DATABASE name WITH (FORCE) for each of {left}",
-            )
-            report_teardown_failure(failure, while_failing=exc_type is not None)
+                hint="drop them by hand (DROP DATABASE name WITH (FORCE), DROP ROLE name), "
+                "or let the next drkit command do it",
+            ) from None
 
-    def target_for(self, source: SourceSpec) -> Target:
-        """A new, empty database on the server, for this source only."""
-        import psycopg
 
-        if source.type != "postgresql":
-            raise refuse_source_type(self, source)
-        if source.name not in self.databases:
-            name = new_scratch_database_name()
-            try:
-                with self._connect() as connection:
-                    connection.execute(f'CREATE DATABASE "{name}"')
-            except psycopg.Error as error:
-                raise SandboxError(
-                    f"could not create scratch database {name} on "
-                    f"{self.server_url}: {first_line(error)}"
-                ) from None
-            self.databases[source.name] = name
-        return Target(
-            url_with_database(self.server_url, self.databases[source.name]), self.password
-        )
-
-    def describe(self) -> str:
-        return f"scratch databases on {self.server_url}"
+remove_leftover_databases = ScratchPostgres.remove_leftovers

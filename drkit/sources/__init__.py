@@ -1,7 +1,8 @@
 """Sources: what a plan protects, each able to snapshot itself to a stream, fingerprint what it
 captured, and restore from a stream.
 
-- ``postgresql``: pg_dump / pg_restore (``PostgresqlDatabase``)
+- ``postgresql``: pg_dump / pg_restore (``PostgresqlDatabase``); with ``pitr:``, physical base
+  backups with pg_basebackup (``PhysicalPostgresql``)
 - ``mysql``: mariadb-dump or mysqldump / the mariadb client (``MysqlDatabase``)
 - ``sqlite``: the online backup API (``SqliteDatabase``)
 - ``files``: a PAX tar stream of config paths (``FileTree``)
@@ -21,6 +22,11 @@ from drkit.sources.base import Source
 
 
 def _make_postgresql(spec: PostgresqlSource) -> Source:
+    if spec.pitr is not None:
+        from drkit.sources.basebackup import PhysicalPostgresql
+
+        physical: Source = PhysicalPostgresql(spec)
+        return physical
     from drkit.sources.postgresql import PostgresqlDatabase
 
     source: Source = PostgresqlDatabase(spec)

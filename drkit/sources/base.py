@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from drkit.secrets import Secret
 
@@ -14,6 +14,24 @@ from drkit.secrets import Secret
 #: {"tables": {"public.orders": 1200}, "schema_sha256": "...", "server_version": "15.4"}
 #: or {"files": {"etc/app.yaml": "sha256..."}}.
 Fingerprint = dict[str, Any]
+#: The entry under "tables" of a PostgreSQL fingerprint that counts large objects: compared
+#: like a table's rows, but not a table.
+LARGE_OBJECTS_TABLE = "pg_catalog.pg_largeobject_metadata"
+
+
+def describe_fingerprint(fingerprint: Fingerprint) -> str:
+    """What a fingerprint covers, for people: ``4 tables, 2 large objects`` or ``3 files``."""
+    tables = dict(fingerprint.get("tables") or {})
+    large_objects = tables.pop(LARGE_OBJECTS_TABLE, None)
+    files = fingerprint.get("files") or {}
+    parts = []
+    if tables or not files:
+        parts.append(f"{len(tables)} table{'s' if len(tables) != 1 else ''}")
+    if large_objects:
+        parts.append(f"{large_objects} large object{'s' if large_objects != 1 else ''}")
+    if files:
+        parts.append(f"{len(files)} file{'s' if len(files) != 1 else ''}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -22,6 +40,8 @@ class Target:
 
     location: str
     password: Secret | None = None
+    #: a throwaway place (a drill's ephemeral cluster): missing roles may be created there
+    throwaway: bool = False
 
     def __str__(self) -> str:
         return self.location
@@ -42,6 +62,17 @@ class Capture:
     extension: str
     tool_versions: dict[str, str] = field(default_factory=dict)
     format: str = ""
+    #: what the capture left out without failing (a file that vanished while being read),
+    #: complete once ``chunks`` is exhausted
+    warnings: list[str] = field(default_factory=list)
+    #: what only the sealed manifest may hold, never the catalog, a report or a log
+    #: (PostgreSQL: the roles' login and password hashes when the plan opts in)
+    private: dict[str, Any] = field(default_factory=dict)
+
+
+#: source types whose restore loads a file (pg_restore -j seeks in it): a restore writes the
+#: plaintext while it authenticates the artifact, and hands that file over
+RESTORES_FROM_A_FILE = frozenset({"postgresql"})
 
 
 class Source(Protocol):
@@ -98,4 +129,126 @@ def compare_fingerprints(expected: Fingerprint, actual: Fingerprint) -> list[str
         "schema_sha256"
     ):
         problems.append("schema differs from the one captured at backup time")
+    want, have = expected.get("digests") or {}, actual.get("digests") or {}
+    for name in sorted(set(want) & set(have)):
+        if want[name] != have[name] and (expected.get("tables") or {}).get(name) == (
+            actual.get("tables") or {}
+        ).get(name):
+            problems.append(f"table {name}: content differs from the backup (same row count)")
+    for section in ("privileges", "database"):
+        if expected.get(section) is None:
+            continue  # a snapshot taken before drkit captured it
+        want, have = dict(expected[section]), dict(actual.get(section) or {})
+        for name in sorted(set(want) | set(have)):
+            if want.get(name) != have.get(name):
+                what = (
+                    f"{name} owner and privileges"
+                    if section == "privileges"
+                    else f"database {name}"
+                )
+                problems.append(
+                    f"{what}: {want.get(name, 'absent')!r} at backup, "
+                    f"{have.get(name, 'absent')!r} restored"
+                )
+    problems += _attribute_differences(expected, actual)
     return problems
+
+
+#: Sections of MariaDB/MySQL fingerprints compared entry by entry: section -> how an entry is
+#: named in a difference.
+ATTRIBUTE_SECTIONS = {"definers": "definer of {name}", "events": "status of event {name}"}
+
+
+def _attribute_differences(expected: Fingerprint, actual: Fingerprint) -> list[str]:
+    """Definers and event status (MariaDB), a file's mode and owner (SQLite): each recorded
+    entry that differs. A file attribute the restore could not set is not in ``actual``."""
+    problems = []
+    for section, what in ATTRIBUTE_SECTIONS.items():
+        if expected.get(section) is None:
+            continue  # a snapshot taken before drkit captured it
+        want, have = dict(expected[section]), dict(actual.get(section) or {})
+        for name in sorted(set(want) | set(have)):
+            if want.get(name) != have.get(name):
+                problems.append(
+                    f"{what.format(name=name)}: {want.get(name, 'absent')!r} at backup, "
+                    f"{have.get(name, 'absent')!r} restored"
+                )
+    want_file, have_file = expected.get("file") or {}, actual.get("file") or {}
+    for attribute in sorted(set(want_file) & set(have_file)):
+        if want_file[attribute] != have_file[attribute]:
+            problems.append(
+                f"file {attribute}: expected {want_file[attribute]}, found {have_file[attribute]}"
+            )
+    return problems
+
+
+@dataclass
+class Restored:
+    """What a faithful restore did not bring back, deliberately: ``left_out`` for people (the
+    restore's output, --json, the report), ``unverified`` the fingerprint sections that can
+    therefore not match."""
+
+    left_out: list[str] = field(default_factory=list)
+    unverified: set[str] = field(default_factory=set)
+
+
+@runtime_checkable
+class FaithfulRestore(Protocol):
+    """A source that restores owners, privileges and settings it captured: ``captured`` is
+    the snapshot's fingerprint, ``roles`` what to do about roles the target lacks
+    (``require``: refuse before loading, ``create``: create them without login, ``skip``:
+    leave out what names them); ``private`` what the sealed manifest alone holds (``Capture``),
+    never given to a drill's sandbox."""
+
+    def restore_faithfully(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        captured: Fingerprint,
+        roles: str,
+        replace: bool = False,
+        private: dict[str, Any] | None = None,
+    ) -> Restored: ...
+
+
+# --- restores that cannot destroy (drkit.actions.restore_swap) -------------------------------
+
+#: Marks in the names of the copies a restore makes beside its target: the copy being loaded
+#: (``<target>_drkit_restoring_<id>``) and the target it replaced (``<target>_drkit_previous_<time>``).
+RESTORING_MARK = "_drkit_restoring_"
+PREVIOUS_MARK = "_drkit_previous_"
+
+
+class Replacement(Protocol):
+    """How a source's target is replaced without ever being destroyed first: the new data is
+    loaded into a staging copy beside the target, verified, then swapped in by renaming, the
+    old target kept as the previous copy. Each source type has one (``drkit.sources.swap``)."""
+
+    def refusal(self, target: Target) -> str | None:
+        """Why ``target`` can never be restored to (a system database), or None."""
+        ...
+
+    def exists(self, target: Target) -> bool:
+        """True when something (a database, a file, one of the source's paths) is there."""
+        ...
+
+    def beside(self, target: Target, mark: str) -> Target:
+        """A place next to ``target`` (same server, same file system) named with ``mark``
+        (``RESTORING_MARK`` or ``PREVIOUS_MARK`` plus an id); nothing is made there."""
+        ...
+
+    def swap(self, staged: Target, target: Target, previous: Target) -> bool:
+        """Move ``target`` to ``previous`` (when it exists) and ``staged`` to ``target``, as
+        atomically as the engine allows; on failure ``target`` is left as it was. True when
+        there was a target to keep as ``previous``."""
+        ...
+
+    def remove(self, copy: Target) -> None:
+        """Remove a staging or previous copy (never anything without a drkit mark in its
+        name); one already gone is fine."""
+        ...
+
+    def removal_command(self, copy: Target) -> str:
+        """The one shell command that removes a previous copy, for people."""
+        ...

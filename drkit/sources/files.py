@@ -1,6 +1,8 @@
 """Config files and folders, captured as one PAX tar stream (modes, owners, mtimes, symlinks as
-symlinks, directories) and fingerprinted with a sha256 per file while the stream is written,
-so each file is read once.
+symlinks, directories, FIFOs, devices, sparse files as sparse members) and fingerprinted with a
+sha256 per file while the stream is written, so each file is read once. The tree is walked
+through folder descriptors with no-follow opens (``tree_walk``) and written from what those
+descriptors show (``tree_archive``); a file that vanishes meanwhile is a warning.
 
 Member names are relative to ``/`` (``etc/payments/app.yaml``), so an archive restores to the
 original locations (target ``/``) or under any other folder (a drill's temporary directory).
@@ -19,14 +21,14 @@ import stat
 import tarfile
 import threading
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO
 
 from drkit.errors import DrkitError, RefusedError, SourceError
 from drkit.plan.schema import FilesSource
 from drkit.sources.base import Capture, Fingerprint, Target
+from drkit.sources.tree_archive import TreeArchiver
+from drkit.sources.tree_walk import Entry, Selection, TreeWalk, fingerprint_key, open_entry
 
 log = logging.getLogger(__name__)
 
@@ -37,108 +39,23 @@ QUEUE_DEPTH = 4
 CANCEL_POLL_SECONDS = 0.1
 
 
-@dataclass(frozen=True)
-class Selection:
-    """The plan's include/exclude globs, matched on the path relative to its root and on the
-    basename. An empty include list selects everything."""
-
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    def _matches(self, patterns: tuple[str, ...], relative: str) -> bool:
-        basename = relative.rsplit("/", 1)[-1]
-        return any(fnmatchcase(relative, p) or fnmatchcase(basename, p) for p in patterns)
-
-    def is_excluded(self, relative: str) -> bool:
-        return self._matches(self.exclude, relative)
-
-    def is_included(self, relative: str) -> bool:
-        return not self.include or self._matches(self.include, relative)
-
-
 def member_name(path: str) -> str:
     """The archive name of an absolute or relative path: absolute, then relative to ``/``."""
     return os.path.abspath(path).lstrip("/")
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}/{name}" if prefix else name
-
-
-def iter_entries(base: str, root: str, selection: Selection) -> Iterator[tuple[str, str]]:
-    """``(filesystem path, member name)`` of everything to archive under ``base/root``, parents
-    before children, sorted. With an include list, a folder is listed only when something in it
-    is (or it matches itself, which selects all below it)."""
-    path = os.path.join(base, root) if root else base
-    if not os.path.isdir(path) or os.path.islink(path):
-        yield path, root
-        return
-    pending = [(path, root)] if root else []
-    yield from _walk(path, root, "", selection, pending, selected=not selection.include)
-
-
-def _walk(
-    directory: str,
-    member: str,
-    relative: str,
-    selection: Selection,
-    pending: list[tuple[str, str]],
-    *,
-    selected: bool,
-) -> Iterator[tuple[str, str]]:
-    if selected:
-        yield from pending
-        pending.clear()
-    try:
-        with os.scandir(directory) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
-    except OSError as error:
-        raise SourceError(
-            f"cannot list {directory}: {error.strerror}",
-            hint="run drkit as a user who can read every configured path",
-        ) from None
-    for entry in entries:
-        child_relative = _join(relative, entry.name)
-        child = (entry.path, _join(member, entry.name))
-        if selection.is_excluded(child_relative):
-            continue
-        child_selected = selected or selection.is_included(child_relative)
-        if entry.is_dir(follow_symlinks=False):
-            pending.append(child)
-            yield from _walk(
-                entry.path, child[1], child_relative, selection, pending, selected=child_selected
-            )
-            if pending and pending[-1] == child:
-                pending.pop()  # nothing selected inside: leave the folder out
-        elif child_selected:
-            yield from pending
-            pending.clear()
-            yield child
-
-
-def hash_file(path: str) -> str:
-    """sha256 hex of a file's content; SourceError when it cannot be read."""
+def _hash_entry(entry: Entry) -> str:
+    """sha256 hex of a regular file's content, read without following a link."""
+    descriptor = open_entry(entry)
+    if descriptor is None:
+        raise SourceError(f"cannot read /{fingerprint_key(entry.member)}")
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as file:
-            while chunk := file.read(CHUNK_SIZE):
-                digest.update(chunk)
-    except OSError as error:
-        raise SourceError(f"cannot read {path}: {error.strerror}") from None
+        while chunk := os.read(descriptor, CHUNK_SIZE):
+            digest.update(chunk)
+    finally:
+        os.close(descriptor)
     return digest.hexdigest()
-
-
-class _HashingReader:
-    """A file that hashes what tarfile reads from it, so each file is read exactly once."""
-
-    def __init__(self, file: IO[bytes]):
-        self.file = file
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.file.read(size)
-        self.digest.update(data)
-        return data
 
 
 class _Cancelled(Exception):
@@ -205,6 +122,7 @@ class FileTree:
         self.name = spec.name
         self.roots = [member_name(path) for path in spec.paths]
         self.selection = Selection(tuple(spec.include), tuple(spec.exclude))
+        self.vanished_files = spec.vanished_files
 
     # --- capture ------------------------------------------------------------------------------
 
@@ -218,11 +136,14 @@ class FileTree:
                     hint="fix the source's paths in the plan",
                 )
         hashes: dict[str, str] = {}
-        chunks = self._stream(hashes)
+        vanished: list[str] = []
+        warnings: list[str] = []
+        chunks = self._stream(hashes, vanished, warnings)
         try:
             yield Capture(
                 chunks=chunks,
-                fingerprint={"files": hashes},
+                fingerprint={"files": hashes, "vanished": vanished},
+                warnings=warnings,
                 extension="tar",
                 format="tar-pax",
                 tool_versions={"python-tarfile": platform.python_version()},
@@ -230,11 +151,13 @@ class FileTree:
         finally:
             chunks.close()  # stops and joins the writer thread if the stream was abandoned
 
-    def _stream(self, hashes: dict[str, str]) -> Generator[bytes, None, None]:
+    def _stream(
+        self, hashes: dict[str, str], vanished: list[str], warnings: list[str]
+    ) -> Generator[bytes, None, None]:
         pipe = _ChunkPipe()
         writer = threading.Thread(
             target=self._write_archive,
-            args=(pipe, hashes),
+            args=(pipe, hashes, vanished, warnings),
             name=f"drkit-tar-{self.name}",
             daemon=True,
         )
@@ -245,23 +168,41 @@ class FileTree:
             pipe.stop()
             writer.join()
 
-    def _write_archive(self, pipe: _ChunkPipe, hashes: dict[str, str]) -> None:
+    def _write_archive(
+        self, pipe: _ChunkPipe, hashes: dict[str, str], vanished: list[str], warnings: list[str]
+    ) -> None:
         """Thread body: every entry into a streaming PAX tar, errors handed to the consumer."""
         try:
             # _ChunkPipe is duck-typed: tarfile only calls write() on it.
             with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                walk = TreeWalk("/", self.selection)
+                archiver = TreeArchiver(tar, walk, hashes)
                 seen: set[str] = set()
                 for root in self.roots:
-                    for path, member in iter_entries("/", root, self.selection):
-                        if member not in seen:
-                            seen.add(member)
-                            _add_entry(tar, path, member, hashes)
+                    for entry in walk.entries(root):
+                        if entry.member not in seen:
+                            seen.add(entry.member)
+                            archiver.add(entry)
+                self._note_vanished(walk.vanished, vanished, warnings)
             pipe.finish()
         except _Cancelled:
             return
         except BaseException as error:  # handed over to be raised in the consumer
             with contextlib.suppress(_Cancelled):
                 pipe.finish(error)
+
+    def _note_vanished(self, members: list[str], vanished: list[str], warnings: list[str]) -> None:
+        """Files removed while the backup ran (editor swap files, rotated logs): warnings, or
+        the backup's failure when the plan says ``vanished_files: fail``."""
+        names = [f"/{fingerprint_key(member)}" for member in members]
+        if names and self.vanished_files == "fail":
+            raise SourceError(
+                f"files source {self.name}: {len(names)} path(s) vanished while being archived: "
+                + ", ".join(names[:5]),
+                hint="run the backup again, or set vanished_files: warn in the plan",
+            )
+        vanished.extend(fingerprint_key(member) for member in members)
+        warnings.extend(f"{name} vanished while being archived" for name in names)
 
     # --- targets ------------------------------------------------------------------------------
 
@@ -314,18 +255,18 @@ class FileTree:
         log.info("restored files source %s under %s", self.name, directory)
 
     def fingerprint_target(self, target: Target, like: Fingerprint) -> Fingerprint:
-        """File hashes under ``target``, walked like the capture (same roots and globs)."""
-        base = target.location
+        """File hashes under ``target``, walked like the capture (same roots and globs, a
+        root that is a symlink followed inside ``target``)."""
+        walk = TreeWalk(target.location, self.selection)
         hashes: dict[str, str] = {}
         for root in self.roots:
-            if not os.path.lexists(os.path.join(base, root)):
-                continue  # compare_fingerprints reports every file of it as missing
-            for path, member in iter_entries(base, root, self.selection):
-                mode = os.lstat(path).st_mode
-                if stat.S_ISLNK(mode):
-                    hashes[member] = "symlink:" + os.readlink(path)
-                elif stat.S_ISREG(mode):
-                    hashes[member] = hash_file(path)
+            # a missing root adds nothing: compare_fingerprints reports its files as missing
+            for entry in walk.entries(root):
+                key = fingerprint_key(entry.member)
+                if stat.S_ISLNK(entry.status.st_mode):
+                    hashes[key] = "symlink:" + os.readlink(entry.name, dir_fd=entry.folder)
+                elif stat.S_ISREG(entry.status.st_mode):
+                    hashes[key] = _hash_entry(entry)
         return {"files": hashes}
 
     def query(self, target: Target, sql: str) -> object:
@@ -333,54 +274,6 @@ class FileTree:
             f"files source {self.name} cannot run SQL checks",
             hint="point the sql check at a database source",
         )
-
-
-def _open_no_follow(path: str, flags: int) -> int:
-    # The entry was a regular file a moment ago; never follow a link swapped in since.
-    return os.open(path, flags | os.O_NOFOLLOW)
-
-
-def _add_entry(tar: tarfile.TarFile, path: str, member: str, hashes: dict[str, str]) -> None:
-    """Append one file, folder or symlink; hash regular files from the bytes archived."""
-    try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            _add_file(tar, path, member, hashes)
-            return
-        info = tar.gettarinfo(path, arcname=member)
-        if info is None:  # a socket: nothing to restore
-            log.debug("skipping %s: not a file, folder or symlink", path)
-            return
-        if info.isreg():
-            raise SourceError(
-                f"{path} changed type while being archived",
-                hint="run the backup again when the path is not being rewritten",
-            )
-        if info.issym():
-            hashes[member] = "symlink:" + info.linkname
-        tar.addfile(info)
-    except OSError as error:
-        if error.args == ("unexpected end of data",):  # tarfile read fewer bytes than stat said
-            raise SourceError(
-                f"{path} shrank while being archived",
-                hint="run the backup again when the file is not being rewritten",
-            ) from None
-        raise SourceError(
-            f"cannot archive {path}: {error.strerror or error}",
-            hint="run drkit as a user who can read every configured path",
-        ) from None
-
-
-def _add_file(tar: tarfile.TarFile, path: str, member: str, hashes: dict[str, str]) -> None:
-    with open(path, "rb", opener=_open_no_follow) as file:
-        # Size, mode and owner from fstat of the open file: the bytes read are that file's.
-        info = tar.gettarinfo(arcname=member, fileobj=file)
-        if info.islnk():  # a hard link to a file already archived
-            hashes[member] = hashes[info.linkname]
-            tar.addfile(info)
-            return
-        reader = _HashingReader(file)
-        tar.addfile(info, reader)
-        hashes[member] = reader.digest.hexdigest()
 
 
 def _safe_member(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:

@@ -3,8 +3,8 @@ piping that SQL into the mariadb (or mysql) client.
 
 The dump runs in one ``--single-transaction`` snapshot and is taken without ``--databases``, so
 it holds no CREATE DATABASE/USE and restores into a database of any name. Row counts are read
-from the dump stream itself as it passes (``DumpReader``): they describe exactly what the
-artifact holds, need no global read lock or extra privilege, and stay exact for
+from the dump stream itself as it passes (``mysql_dump.DumpReader``): they describe exactly
+what the artifact holds, need no global read lock or extra privilege, and stay exact for
 non-transactional engines (MyISAM, Aria) too. A dump is complete only when mariadb-dump exited
 0 and its last line is ``-- Dump completed``. docs/sources.md gives the reasons and numbers.
 """
@@ -28,27 +28,25 @@ from drkit.errors import SourceError, ToolError
 from drkit.execute import Command, Process, find_program, has_program, run
 from drkit.plan.schema import MysqlSource
 from drkit.secrets import Secret, SecretRef
-from drkit.sources.base import Capture, Fingerprint, Target
+from drkit.sources import mysql_fidelity
+from drkit.sources.base import Capture, Fingerprint, Restored, Target
+from drkit.sources.mysql_dump import DumpReader, stream_dump
 from drkit.sources.urls import DatabaseUrl, parse_database_url
+from drkit.units import humanize_bytes
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
 DEFAULT_PORT = 3306
 CONNECT_TIMEOUT_SECONDS = 15
-COMPLETION_MARKER = b"-- Dump completed"
 DUMP_PROGRAMS = ("mariadb-dump", "mysqldump")
 CLIENT_PROGRAMS = ("mariadb", "mysql")
+#: Accounts a restore target lacks are left out (and listed) unless the caller says otherwise:
+#: a shared server keeps no account a restore made (``mysql_fidelity``).
+DEFAULT_ROLES = "skip"
+#: the [client] option file holding the password, in a private folder
+OPTION_FILE = "client.cnf"
 
-#: Lines of a dump that matter for row counts. Inside DELIMITER blocks (routines, triggers,
-#: events) a line may look like an INSERT or CREATE TABLE without being one.
-DUMP_LINE = re.compile(
-    rb"^(?:(?P<delimiter>DELIMITER ;;$)|(?:(?P<create>CREATE TABLE )"
-    rb"|(?:INSERT|REPLACE)(?: IGNORE)? INTO )`(?P<name>(?:[^`]|``)+)`)",
-    re.MULTILINE,
-)
-#: String literals and quoted identifiers; the dump escapes newlines inside them as \n.
-QUOTED = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'|`[^`]*`")
 
 #: Canonical schema description from information_schema (``%s`` is the database name). Table
 #: and routine names only, never the database name, so a restore under another name hashes the
@@ -111,15 +109,23 @@ def _option_file_arguments(option_file: Path | None) -> list[str]:
 
 
 def make_dump_command(
-    url: DatabaseUrl, *, option_file: Path | None, program: str = "mariadb-dump"
+    url: DatabaseUrl,
+    *,
+    option_file: Path | None,
+    program: str = "mariadb-dump",
+    binlog_position: bool = False,
 ) -> Command:
-    """mariadb-dump/mysqldump writing ``url``'s database as SQL to stdout, in one snapshot."""
+    """mariadb-dump/mysqldump writing ``url``'s database as SQL to stdout, in one snapshot.
+    ``binlog_position``: the dump names, as comments, the binlog file, position and GTID its
+    snapshot is consistent with (MariaDB reads them inside the snapshot, without a lock)."""
+    coordinates = ("--master-data=2", "--gtid") if binlog_position else ()
     return Command(
         argv=(
             program,
             *_option_file_arguments(option_file),
             *connection_arguments(url),
             "--single-transaction",  # one consistent InnoDB snapshot, no table locks
+            *coordinates,
             "--routines",
             "--triggers",
             "--events",
@@ -159,115 +165,11 @@ def format_option_file(password: Secret) -> str:
 
 def write_option_file(directory: Path, password: Secret) -> Path:
     """Write the option file into ``directory``, readable by this user only (mode 0600)."""
-    path = directory / "client.cnf"
+    path = directory / OPTION_FILE
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(format_option_file(password))
     return path
-
-
-# --- reading a dump ----------------------------------------------------------------------------
-
-
-class DumpReader:
-    """Follows a dump stream as it passes: rows per table (what a restore will load) and the
-    completion marker.
-
-    It works on complete lines: the dump escapes line breaks inside literals as ``\\n``, so
-    every line start lies outside any literal. mariadb-dump 10.11 writes one row per line
-    (counted with ``bytes.count``); older dumps put a whole INSERT on one line (counted with
-    ``count_tuples``).
-    """
-
-    def __init__(self) -> None:
-        self.rows: dict[str, int] = {}
-        self._pending = b""  # the unfinished last line
-        self._tail = b""
-        self._inside: str | None = None  # table of an INSERT whose rows follow line by line
-        self._in_block = False  # between DELIMITER ;; and DELIMITER ; (routines, triggers)
-
-    def feed(self, chunk: bytes) -> None:
-        self._tail = (self._tail + chunk[-4096:])[-4096:]
-        data = self._pending + chunk
-        limit = data.rfind(b"\n") + 1
-        position = 0
-        while position < limit:
-            if self._in_block:
-                position = self._skip_block(data, position, limit)
-            elif self._inside is not None:
-                position = self._count_row_lines(self._inside, data, position, limit)
-            elif match := DUMP_LINE.search(data, position, limit):
-                position = self._start(match, data, limit)
-            else:
-                break
-        self._pending = data[limit:]
-
-    def _skip_block(self, data: bytes, position: int, limit: int) -> int:
-        # Routine, trigger and event bodies: a line there may look like an INSERT, not be one.
-        closing = b"DELIMITER ;\n"
-        if data.startswith(closing, position):
-            end = position
-        else:
-            end = data.find(b"\n" + closing, position, limit) + 1
-            if end == 0:
-                return limit
-        self._in_block = False
-        return end + len(closing)
-
-    def _count_row_lines(self, table: str, data: bytes, position: int, limit: int) -> int:
-        end = data.find(b";\n", position, limit)  # the statement's end: no literal spans lines
-        stop = limit if end < 0 else end
-        self.rows[table] += data.count(b"\n(", position, stop) + data.startswith(b"(", position)
-        if end < 0:
-            return limit
-        self._inside = None
-        return end + 2
-
-    def _start(self, match: re.Match[bytes], data: bytes, limit: int) -> int:
-        if match["delimiter"]:
-            self._in_block = True
-            return match.end() + 1
-        name = match["name"].replace(b"``", b"`").decode("utf-8", "replace")
-        if match["create"]:
-            self.rows.setdefault(name, 0)
-            return match.end()
-        line_end = data.find(b"\n", match.end(), limit)
-        rest = data[match.end() : line_end]
-        self.rows[name] = self.rows.get(name, 0) + count_tuples(rest)
-        if not rest.endswith(b";"):
-            self._inside = name
-        return line_end + 1
-
-    def is_complete(self) -> bool:
-        """True when the dump's last line is mariadb-dump's completion marker."""
-        last_line = self._tail.rstrip().rsplit(b"\n", 1)[-1]
-        return last_line.startswith(COMPLETION_MARKER)
-
-
-def count_tuples(values: bytes) -> int:
-    """Rows in one line of an INSERT after the table name: `` (`a`) VALUES (1,'x'),(2,'y');``."""
-    bare = QUOTED.sub(b"", values)
-    count = bare.count(b"(")
-    if bare.lstrip().startswith(b"("):
-        count -= 1  # a column list, not a row
-    return count
-
-
-def stream_dump(process: Process, reader: DumpReader, what: str) -> Iterator[bytes]:
-    """The dump's stdout in chunks, read as it passes; SourceError unless it ended complete."""
-    # os.read returns whatever the pipe holds, so chunks flow as the dump is written.
-    while chunk := os.read(process.stdout.fileno(), CHUNK_SIZE):
-        reader.feed(chunk)
-        yield chunk
-    try:
-        process.finish()
-    except ToolError as error:
-        raise SourceError(f"{what} failed: {error.message}") from None
-    if not reader.is_complete():
-        raise SourceError(
-            f"{what} is incomplete: it does not end with '-- Dump completed'",
-            hint="the dump tool stopped early or runs with --skip-comments; run the backup again",
-        )
 
 
 # --- server access -----------------------------------------------------------------------------
@@ -387,21 +289,33 @@ class MysqlDatabase:
         password = self._password()
         database = self.url.require_database()
         with connect(self.url, password) as connection:
-            # Not in the dump's snapshot: DDL is not transactional here anyway.
+            # Not in the dump's snapshot: DDL and grants are not transactional here anyway.
             schema_sha256 = hash_schema(connection, database)
             version = server_version(connection)
+            fidelity, warnings = mysql_fidelity.capture(connection, database)
         program = pick_program(DUMP_PROGRAMS)
         versions = {Path(program).name: tool_version(program)}
-        reader = DumpReader()
+        binlog: dict[str, object] | None = {} if self.spec.pitr is not None else None
+        reader = DumpReader(binlog)
         # reader.rows fills as the stream passes; complete once the chunks are exhausted.
-        fingerprint = {
+        fingerprint: Fingerprint = {
             "tables": reader.rows,
+            # each table's rows as dumped, hashed as they pass: no extra query on the server
+            "digests": reader.content,
             "schema_sha256": schema_sha256,
             "server_version": version,
+            **fidelity,
         }
+        if binlog is not None:
+            fingerprint["binlog"] = binlog
         with tempfile.TemporaryDirectory(prefix="drkit-") as directory:  # mkdtemp: mode 0700
             option_file = write_option_file(Path(directory), password) if password else None
-            command = make_dump_command(self.url, option_file=option_file, program=program)
+            command = make_dump_command(
+                self.url,
+                option_file=option_file,
+                program=program,
+                binlog_position=binlog is not None,
+            )
             with Process(command) as process:
                 yield Capture(
                     chunks=stream_dump(process, reader, f"{Path(program).name} of {self.name}"),
@@ -409,6 +323,7 @@ class MysqlDatabase:
                     extension="sql",
                     tool_versions=versions,
                     format="mysqldump-sql",
+                    warnings=warnings,
                 )
 
     def is_target_empty(self, target: Target) -> bool:
@@ -420,21 +335,21 @@ class MysqlDatabase:
         database = parse_database_url(target.location).database
         if contents is None:
             return f"database {database} does not exist"
-        relations, routines, events, megabytes = contents
+        relations, routines, events, size = contents
         return (
             f"database {database}: {relations} tables and views, {routines} routines, "
-            f"{events} events, {megabytes:.1f} MB"
+            f"{events} events, {humanize_bytes(size)}"
         )
 
-    def _contents(self, target: Target) -> tuple[int, int, int, float] | None:
+    def _contents(self, target: Target) -> tuple[int, int, int, int] | None:
         url = parse_database_url(target.location)
         database = url.require_database()
         with connect(url, target.password, database=False) as connection:
             if not _database_exists(connection, database):
                 return None
-            [(relations, megabytes)] = fetch_all(
+            [(relations, size)] = fetch_all(
                 connection,
-                "SELECT COUNT(*), COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) / 1e6"
+                "SELECT COUNT(*), COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0)"
                 " FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
                 database,
             )
@@ -448,14 +363,77 @@ class MysqlDatabase:
                 "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
                 database,
             )
-        return int(relations), int(routines), int(events), float(megabytes)
+        return int(relations), int(routines), int(events), int(size)
 
-    def restore(self, stream: IO[bytes], target: Target, *, replace: bool = False) -> None:
+    def restore(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        replace: bool = False,
+        captured: Fingerprint | None = None,
+    ) -> None:
+        restored = self.restore_faithfully(
+            stream, target, captured=captured or {}, roles=DEFAULT_ROLES, replace=replace
+        )
+        for what in restored.left_out:
+            log.warning("restore of %s left out %s", self.name, what)
+
+    def restore_faithfully(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        captured: Fingerprint,
+        roles: str,
+        replace: bool = False,
+        private: dict[str, Any] | None = None,
+    ) -> Restored:
+        """Restore as ``restore`` does, with what ``captured`` recorded (character set and
+        collation, grants, definers), accounts the target lacks handled as ``roles`` says
+        (``mysql_fidelity``). What was deliberately left out is listed for people; grants left
+        out for a missing account cannot match, so they are not verified."""
         url = parse_database_url(target.location)
-        self._prepare_database(url, target.password, replace=replace)
+        if not replace and not self.is_target_empty(target):
+            # the dump's DROP TABLE statements would silently replace what is there
+            raise SourceError(
+                f"{url.database} is not empty ({self.describe_target(target)})",
+                hint="restore with replace (--force), or into another database",
+            )
+        database = url.require_database()
+        with (
+            connect(url, target.password, database=False) as connection,
+            self._fidelity_step("creating the database and the accounts it needs", database),
+        ):
+            accounts = mysql_fidelity.prepare_accounts(connection, captured, roles)
+            self._prepare_database(connection, database, captured, replace=replace)
+        self._load(stream, url, target.password)
+        with (
+            connect(url, target.password, database=False) as connection,
+            self._fidelity_step("granting the captured privileges", database),
+        ):
+            mysql_fidelity.apply_grants(connection, captured, database, accounts)
+        left_out = accounts.left_out
+        unverified = {"privileges"} if any(w.startswith("grants to ") for w in left_out) else set()
+        return Restored(left_out=left_out, unverified=unverified)
+
+    @contextmanager
+    def _fidelity_step(self, what: str, database: str) -> Iterator[None]:
+        """The server's refusal of a step around the load, as one line with a hint."""
+        try:
+            yield
+        except pymysql.MySQLError as error:
+            code = str(error.args[0]) if error.args else ""
+            raise SourceError(
+                f"restoring {self.name} into {database}: {what} failed: {_describe(error)}",
+                hint=mysql_fidelity.ERROR_HINTS.get(code)
+                or "restore as a user with CREATE USER and GRANT OPTION, or with --roles skip",
+            ) from None
+
+    def _load(self, stream: IO[bytes], url: DatabaseUrl, password: Secret | None) -> None:
+        """Pipe the dump into the client; the client's own error, with a hint, on failure."""
         program = pick_program(CLIENT_PROGRAMS)
         with tempfile.TemporaryDirectory(prefix="drkit-") as directory:  # mkdtemp: mode 0700
-            password = target.password
             option_file = write_option_file(Path(directory), password) if password else None
             command = make_restore_command(url, option_file=option_file, program=program)
             with Process(command, stdin=True, stdout=False) as process:
@@ -469,22 +447,25 @@ class MysqlDatabase:
                 except ToolError as error:
                     raise SourceError(
                         f"restoring {self.name} into {url.database} failed: {error.message}",
-                        hint="the target database is left as the client stopped; restore "
+                        hint=mysql_fidelity.hint_for_client_error(error.message)
+                        or "the target database is left as the client stopped; restore "
                         "again with --force to replace it",
                     ) from None
 
     def _prepare_database(
-        self, url: DatabaseUrl, password: Secret | None, *, replace: bool
+        self, connection: Any, database: str, captured: Fingerprint, *, replace: bool
     ) -> None:
-        """Create the target database, dropping it first when ``replace``."""
-        database = url.require_database()
-        with connect(url, password, database=False) as connection, connection.cursor() as cursor:
+        """Create the target database with the captured character set and collation (utf8mb4
+        for a snapshot that did not record them), dropping it first when ``replace``."""
+        recorded = captured.get("database") or {}
+        charset = str(recorded.get("charset") or "utf8mb4")
+        collation = recorded.get("collation")
+        options = f"CHARACTER SET {charset}" + (f" COLLATE {collation}" if collation else "")
+        with connection.cursor() as cursor:
             if replace:
                 log.info("dropping database %s before restoring into it", database)
                 cursor.execute(f"DROP DATABASE IF EXISTS {quote_name(database)}")
-            cursor.execute(
-                f"CREATE DATABASE IF NOT EXISTS {quote_name(database)} CHARACTER SET utf8mb4"
-            )
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_name(database)} {options}")
 
     def fingerprint_target(self, target: Target, like: Fingerprint) -> Fingerprint:
         url = parse_database_url(target.location)
@@ -494,8 +475,24 @@ class MysqlDatabase:
                 "tables": count_rows(connection, database),
                 "schema_sha256": hash_schema(connection, database),
                 "server_version": server_version(connection),
+                **mysql_fidelity.fidelity_fingerprint(connection, database, like),
             }
+        if not like or "digests" in like:
+            fingerprint["digests"] = self._dump_content(url, target.password)
         return {key: value for key, value in fingerprint.items() if not like or key in like}
+
+    def _dump_content(self, url: DatabaseUrl, password: Secret | None) -> dict[str, str]:
+        """Per-table content digests of a restored database, read from its dump the way the
+        backup read the source's (the restored copy bears the load, not production)."""
+        program = pick_program(DUMP_PROGRAMS)
+        reader = DumpReader()
+        with tempfile.TemporaryDirectory(prefix="drkit-") as directory:  # mkdtemp: mode 0700
+            option_file = write_option_file(Path(directory), password) if password else None
+            command = make_dump_command(url, option_file=option_file, program=program)
+            with Process(command) as process:
+                for _ in stream_dump(process, reader, f"{Path(program).name} of {url.database}"):
+                    pass
+        return reader.content
 
     def query(self, target: Target, sql: str) -> object:
         url = parse_database_url(target.location)

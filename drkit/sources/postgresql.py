@@ -15,11 +15,12 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import psycopg
 from psycopg import sql as pgsql
@@ -29,15 +30,18 @@ from drkit.errors import SourceError, ToolError
 from drkit.execute import Command, Process, find_program, run
 from drkit.plan.schema import PostgresqlSource
 from drkit.secrets import Secret, SecretRef
-from drkit.sources.base import Capture, Fingerprint, Target
+from drkit.sources.base import LARGE_OBJECTS_TABLE, Capture, Fingerprint, Restored, Target
+from drkit.sources.pg_digest import BackgroundDigests, take_digests
+from drkit.sources.pg_fidelity import plan_roles, take_fidelity, take_role_credentials
+from drkit.sources.pgarchive import seekable_archive
 from drkit.sources.urls import DatabaseUrl, parse_database_url
+from drkit.units import humanize_bytes
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[TupleRow]
 
 CHUNK_SIZE = 1 << 20
 ARCHIVE_MAGIC = b"PGDMP"
-LARGE_OBJECTS_TABLE = "pg_catalog.pg_largeobject_metadata"
 CONNECT_TIMEOUT_SECONDS = 15
 USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'"
 
@@ -137,18 +141,26 @@ CONTENTS_QUERY = f"""
       (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
        WHERE {USER_SCHEMAS} AND {_not_extension_member("pg_proc", "p.oid")}),
       (SELECT count(*) FROM pg_largeobject_metadata),
-      pg_size_pretty(pg_database_size(current_database()))"""
+      pg_database_size(current_database())"""
 
 
 # --- commands (pure) ---------------------------------------------------------------------------
 
 
-def tool_environment(password: Secret | None) -> dict[str, str]:
-    """Environment for pg_dump/pg_restore: the password (never argv) and a connect timeout."""
-    environment = {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS), "PGAPPNAME": "drkit"}
-    if password is not None:
-        environment["PGPASSWORD"] = password.reveal()
-    return environment
+def tool_environment() -> dict[str, str]:
+    """Settings for pg_dump/pg_restore: a connect timeout and drkit's application name."""
+    return {"PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS), "PGAPPNAME": "drkit"}
+
+
+def password_file(password: Secret | None) -> dict[str, Secret]:
+    """The password as a one-line PGPASSFILE matching any server (never argv or environment)."""
+    if password is None:
+        return {}
+    value = password.reveal()
+    if "\n" in value or "\r" in value:
+        raise SourceError("a PostgreSQL password must not contain a line break")
+    escaped = value.replace("\\", "\\\\").replace(":", "\\:")
+    return {"PGPASSFILE": Secret(f"*:*:*:*:{escaped}\n")}
 
 
 def make_dump_command(
@@ -164,7 +176,9 @@ def make_dump_command(
             f"--snapshot={snapshot_id}",  # see what the fingerprint saw
             f"--dbname={url}",
         ),
-        env=tool_environment(password),
+        # timestamptz in COPY text depends on the session's zone; digests assume UTC
+        env={**tool_environment(), "PGTZ": "UTC"},
+        secret_files=password_file(password),
     )
 
 
@@ -175,20 +189,26 @@ def make_restore_command(
     jobs: int,
     password: Secret | None,
     program: str = "pg_restore",
+    keep_owners: bool = False,
+    use_list: Path | None = None,
 ) -> Command:
-    """pg_restore loading ``archive`` into the existing, empty database at ``url``."""
+    """pg_restore loading ``archive`` into the existing, empty database at ``url``; with
+    ``keep_owners`` the archive's owners and privileges too (its roles exist there)."""
+    # Without them, a target lacking the source's roles (sandbox, other server) still loads.
+    without_roles = () if keep_owners else ("--no-owner", "--no-privileges")
+    selection = (f"--use-list={use_list}",) if use_list is not None else ()
     return Command(
         argv=(
             program,
             f"--jobs={jobs}",
-            # The target's roles may differ from the source's (sandbox, other server).
-            "--no-owner",
-            "--no-privileges",
+            *without_roles,
+            *selection,
             "--exit-on-error",
             f"--dbname={url}",
             str(archive),
         ),
-        env=tool_environment(password),
+        env=tool_environment(),
+        secret_files=password_file(password),
     )
 
 
@@ -233,6 +253,11 @@ def take_fingerprint(connection: Connection) -> Fingerprint:
     }
 
 
+def take_full_fingerprint(connection: Connection) -> Fingerprint:
+    """The fingerprint and what a faithful restore needs (``pg_fidelity``), in one snapshot."""
+    return take_fingerprint(connection) | take_fidelity(connection)
+
+
 # --- the source --------------------------------------------------------------------------------
 
 
@@ -265,6 +290,16 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def digesting(chunks: Iterator[bytes], fingerprint: Fingerprint) -> Iterator[bytes]:
+    """The chunks, passed on unchanged; once they ended, the content digest of every table
+    (``digests``) is added to ``fingerprint``."""
+    with BackgroundDigests() as digests:
+        for chunk in chunks:
+            digests.feed(chunk)
+            yield chunk
+        fingerprint["digests"] = digests.finish()
+
+
 def stream_dump(process: Process, what: str) -> Iterator[bytes]:
     """The dump's stdout in chunks; SourceError when pg_dump fails or ends abnormally."""
     first = True
@@ -280,6 +315,44 @@ def stream_dump(process: Process, what: str) -> Iterator[bytes]:
         raise SourceError(f"{what} failed: {error.message}") from None
     if first:
         raise SourceError(f"{what}: pg_dump wrote nothing")
+
+
+class Beside:
+    """``work(connection)`` on a thread of its own while the dump streams: the exporting
+    transaction's connection is free once pg_dump has the snapshot id, and the two overlap
+    instead of adding up. Leaving early cancels the query and waits for the thread."""
+
+    def __init__(self, work: Callable[[Connection], Fingerprint], connection: Connection):
+        self._work, self._connection = work, connection
+        self._result: Fingerprint | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fingerprint", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._result = self._work(self._connection)
+        except BaseException as error:
+            self._error = error
+
+    def __enter__(self) -> Beside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread.is_alive():
+            with suppress(psycopg.Error):
+                self._connection.cancel_safe()
+        self._thread.join()
+
+    def complete(self, chunks: Iterator[bytes], into: Fingerprint) -> Iterator[bytes]:
+        """``chunks``, then the work's result written ``into`` once the dump has ended."""
+        yield from chunks
+        self._thread.join()
+        if isinstance(self._error, psycopg.Error):
+            raise SourceError(f"fingerprint failed: {_first_line(self._error)}") from None
+        if self._error is not None:
+            raise self._error
+        into.update(self._result or {})
 
 
 class DatabaseContents(NamedTuple):
@@ -319,20 +392,28 @@ class PostgresqlDatabase:
             connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = connection.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot_id = str(row[0]) if row else ""
-            fingerprint = take_fingerprint(connection)
+            private, warnings = (
+                take_role_credentials(connection) if self.spec.role_passwords else ({}, [])
+            )
             program = find_program("pg_dump", version_dir=_major(connection))
             versions = {"pg_dump": tool_version(program)}
             command = make_dump_command(
                 self.url, snapshot_id=snapshot_id, password=password, program=program
             )
             # The transaction stays open until pg_dump is done: its snapshot lives as long.
-            with Process(command) as process:
+            # The fingerprint is taken in it while pg_dump runs, not before (same snapshot),
+            # and the content digests from the stream as it passes.
+            fingerprint: Fingerprint = {}
+            with Process(command) as process, Beside(take_full_fingerprint, connection) as counting:
+                chunks = stream_dump(process, f"pg_dump of {self.name}")
                 yield Capture(
-                    chunks=stream_dump(process, f"pg_dump of {self.name}"),
+                    chunks=counting.complete(digesting(chunks, fingerprint), fingerprint),
                     fingerprint=fingerprint,
                     extension="pgdump",
                     tool_versions=versions,
                     format="pg_dump-custom",
+                    warnings=warnings,
+                    private=private,
                 )
 
     def is_target_empty(self, target: Target) -> bool:
@@ -360,53 +441,76 @@ class PostgresqlDatabase:
         assert row is not None
         tables, relations, functions, large_objects, size = row
         return DatabaseContents(
-            int(tables), int(relations), int(functions), int(large_objects), str(size)
+            int(tables), int(relations), int(functions), int(large_objects), humanize_bytes(size)
         )
 
     def restore(self, stream: IO[bytes], target: Target, *, replace: bool = False) -> None:
-        url = parse_database_url(target.location)
-        major = self._prepare_database(url, target.password, replace=replace)
-        with tempfile.TemporaryDirectory(prefix="drkit-") as directory:  # mkdtemp: mode 0700
-            archive = Path(directory) / "restore.pgdump"
-            with archive.open("wb") as staged:
-                # pg_restore -j needs a seekable file; a pipe restores with one job only.
-                while chunk := stream.read(CHUNK_SIZE):
-                    staged.write(chunk)
-            program = find_program("pg_restore", version_dir=major)
-            command = make_restore_command(
-                url, archive, jobs=self.spec.jobs, password=target.password, program=program
-            )
-            try:
-                run(command)
-            except ToolError as error:
-                raise SourceError(
-                    f"restoring {self.name} into {url.database} failed: {error.message}",
-                    hint="the target database is left as pg_restore stopped; restore again "
-                    "with --force to replace it",
-                ) from None
+        self.restore_faithfully(stream, target, captured={}, roles="skip", replace=replace)
 
-    def _prepare_database(self, url: DatabaseUrl, password: Secret | None, *, replace: bool) -> str:
-        """Create the target database (dropping it first when ``replace``); the server major."""
-        name = url.require_database()
-        database = pgsql.Identifier(name)
-        with connect(_maintenance_url(url), password) as connection:
-            exists = _database_exists(connection, name)
-            if exists and replace:
-                log.info("dropping database %s before restoring into it", url.database)
-                # FORCE (PostgreSQL 13+) ends sessions still connected to the old database.
-                force = " WITH (FORCE)" if connection.info.server_version >= 130000 else ""
-                connection.execute(pgsql.SQL("DROP DATABASE {}" + force).format(database))
-            if replace or not exists:
-                # template0: nothing a local template1 holds may collide with the dump.
-                create = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0").format(database)
-                connection.execute(create)
-            return _major(connection)
+    def restore_faithfully(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        captured: Fingerprint,
+        roles: str,
+        replace: bool = False,
+        private: dict[str, Any] | None = None,
+    ) -> Restored:
+        """Load the archive into ``target`` with the owners, privileges and database-level
+        properties it holds (snapshots captured without roles: without them, as before)."""
+        url = parse_database_url(target.location)
+        with self._staged_archive(stream) as archive:
+            with connect(_maintenance_url(url), target.password) as connection:
+                major = _major(connection)
+                role_plan = None
+                if "roles" in captured:
+                    role_plan = plan_roles(
+                        connection,
+                        captured,
+                        roles,
+                        where=f"the server of {url.database}",
+                        credentials=private,
+                    )
+            from drkit.sources.pg_load import ArchiveLoader
+
+            program = find_program("pg_restore", version_dir=major)
+            loader = ArchiveLoader(self.name, url, target.password, archive, program)
+            with tempfile.TemporaryDirectory(prefix="drkit-") as folder:  # mkdtemp: mode 0700
+                restored = loader.load(
+                    role_plan, captured, jobs=self.spec.jobs, replace=replace, folder=Path(folder)
+                )
+        if captured and role_plan is None:
+            restored.left_out.append(
+                "owners and privileges: the snapshot was taken before drkit recorded the roles "
+                "they name (0.1); objects are owned by the restoring user"
+            )
+        return restored
+
+    @contextmanager
+    def _staged_archive(self, stream: IO[bytes]) -> Iterator[Path]:
+        """The archive as a file pg_restore -j can seek in, with data offsets (a file it can
+        use well); a full disk is one line naming it."""
+        with ExitStack() as stack:
+            try:
+                archive = stack.enter_context(seekable_archive(stream))
+            except OSError as error:
+                raise SourceError(
+                    f"cannot stage {self.name}'s archive for pg_restore: {error.strerror}",
+                    hint="free space in the staging folder (or point TMPDIR at a larger file "
+                    "system) and restore again; the target is unchanged",
+                ) from None
+            yield archive
 
     def fingerprint_target(self, target: Target, like: Fingerprint) -> Fingerprint:
         url = parse_database_url(target.location)
         with connect(url, target.password) as connection:
             connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             fingerprint = take_fingerprint(connection)
+            if not like or "privileges" in like or "database" in like:
+                fingerprint |= take_fidelity(connection)
+            if like.get("digests"):
+                fingerprint["digests"] = take_digests(connection, sorted(like["digests"]))
             connection.execute("ROLLBACK")
         return {key: value for key, value in fingerprint.items() if not like or key in like}
 

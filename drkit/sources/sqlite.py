@@ -10,14 +10,16 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from drkit import leases
 from drkit.errors import RefusedError, SourceError
 from drkit.plan.schema import SqliteSource
-from drkit.sources.base import Capture, Fingerprint, Target
+from drkit.sources.base import RESTORING_MARK, Capture, Fingerprint, Restored, Target
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,39 @@ def read_chunks(file: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _fsync_directory(directory: Path) -> None:
+def file_attributes(status: os.stat_result) -> dict[str, object]:
+    """What an application needs to open a database file again: its mode and owner."""
+    return {
+        "mode": f"{stat.S_IMODE(status.st_mode):04o}",
+        "uid": status.st_uid,
+        "gid": status.st_gid,
+    }
+
+
+def can_give_to(uid: int) -> bool:
+    """Whether this process can make ``uid`` a file's owner: as root, or its own uid."""
+    return os.geteuid() in (0, uid)
+
+
+def apply_attributes(descriptor: int, attributes: dict[str, Any], path: Path) -> None:
+    """Give the file open as ``descriptor`` the recorded mode, and the owner when this process
+    can (as root, or when the owner is the restoring user); a warning says what was left."""
+    if "mode" in attributes:
+        os.fchmod(descriptor, int(str(attributes["mode"]), 8))
+    uid, gid = attributes.get("uid"), attributes.get("gid")
+    if not isinstance(uid, int) or not isinstance(gid, int):
+        return
+    if not can_give_to(uid):
+        log.warning("%s: owner %d:%d not restored (only root can give files away)", path, uid, gid)
+        return
+    try:
+        os.fchown(descriptor, uid, gid)
+    except PermissionError:  # the owner, but not in that group
+        os.fchown(descriptor, uid, -1)
+        log.warning("%s: group %d not restored (not a member)", path, gid)
+
+
+def fsync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -110,6 +144,8 @@ class SqliteDatabase:
         with tempfile.TemporaryDirectory(prefix="drkit-sqlite-") as directory:
             copy = Path(directory) / f"{self.name}.sqlite"
             fingerprint = self._capture(copy)
+            # mode and owner of the database file, so a restore in place keeps it openable
+            fingerprint["file"] = file_attributes(self.path.stat())
             with copy.open("rb") as file:
                 yield Capture(
                     chunks=read_chunks(file),
@@ -172,7 +208,14 @@ class SqliteDatabase:
         rows = sum(tables.values())
         return f"{path}: {len(tables)} tables, {rows} rows"
 
-    def restore(self, stream: IO[bytes], target: Target, *, replace: bool = False) -> None:
+    def restore(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        replace: bool = False,
+        captured: Fingerprint | None = None,
+    ) -> None:
         """Write the database next to the target, verify it, then rename it into place."""
         path = Path(target.location)
         if not replace and not self.is_target_empty(target):
@@ -182,9 +225,12 @@ class SqliteDatabase:
             prefix=f".{path.name}.", suffix=".drkit-restore", dir=path.parent
         )
         temporary = Path(temporary_name)
+        lease = leases.lease_file(temporary)  # if drkit is killed, the next command removes it
+        attributes = self._attributes_for(path, captured)
         try:
             with os.fdopen(descriptor, "wb") as file:
                 shutil.copyfileobj(stream, file, CHUNK_SIZE)
+                apply_attributes(file.fileno(), attributes, path)
                 file.flush()
                 os.fsync(file.fileno())
             self._verify_restored(temporary, path)
@@ -192,11 +238,47 @@ class SqliteDatabase:
                 # A leftover journal of the old database would be replayed into the new one.
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             os.replace(temporary, path)
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+        finally:
+            leases.release(lease)
         log.info("restored sqlite source %s to %s", self.name, path)
+
+    def restore_faithfully(
+        self,
+        stream: IO[bytes],
+        target: Target,
+        *,
+        captured: Fingerprint,
+        roles: str,
+        replace: bool = False,
+        private: dict[str, Any] | None = None,
+    ) -> Restored:
+        """``restore`` with the captured mode and owner; an owner only root could give back
+        is listed as left out (and not compared)."""
+        self.restore(stream, target, replace=replace, captured=captured)
+        recorded = captured.get("file") or {}
+        uid = recorded.get("uid")
+        if isinstance(uid, int) and not can_give_to(uid):
+            return Restored(left_out=[f"owner {uid}:{recorded.get('gid')} of {target.location}"])
+        return Restored()
+
+    def _attributes_for(self, path: Path, captured: Fingerprint | None) -> dict[str, Any]:
+        """The mode and owner the restored file gets: as captured; for a snapshot that did not
+        record them (release 0.1.0), those of the file it replaces (for a staging copy beside
+        it, ``<file>_drkit_restoring_<id>``, the file the copy will be swapped in for); else
+        none (a private 0600 file)."""
+        recorded = (captured or {}).get("file")
+        if isinstance(recorded, dict):
+            return recorded
+        replaced = path
+        if RESTORING_MARK in path.name:
+            replaced = path.with_name(path.name.rpartition(RESTORING_MARK)[0])
+        with contextlib.suppress(OSError):
+            return file_attributes(replaced.stat())
+        return {}
 
     def _verify_restored(self, temporary: Path, path: Path) -> None:
         try:
@@ -218,11 +300,18 @@ class SqliteDatabase:
         try:
             connection = connect_read_only(path)
             try:
-                return fingerprint_database(connection)
+                fingerprint = fingerprint_database(connection)
             finally:
                 connection.close()
         except sqlite3.Error as error:
             raise SourceError(f"cannot fingerprint {path}: {error}") from None
+        attributes = file_attributes(path.stat())
+        wanted = like.get("file") or {}
+        if isinstance(wanted.get("uid"), int) and not can_give_to(wanted["uid"]):
+            # not restorable by this user: reported by restore as left out, not compared
+            attributes = {"mode": attributes["mode"]}
+        fingerprint["file"] = attributes
+        return fingerprint
 
     def query(self, target: Target, sql: str) -> object:
         """The first column of the first row of ``sql`` (None when no row), read-only."""

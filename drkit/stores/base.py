@@ -7,6 +7,8 @@ Every implementation passes the shared contract suite in tests/stores/test_contr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -30,7 +32,9 @@ class Store(Protocol):
         ...
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Write the object from ``chunks`` and return its size in bytes.
+        """Write the object from ``chunks`` and return the bytes the store holds for it: the
+        bytes sent, or for a store that compresses and encrypts on its own (restic) what it
+        keeps, so sizes reported per store are what each store really holds.
 
         Atomic: the key becomes visible only once every chunk is durably written; when
         ``chunks`` raises or the write fails, nothing is visible under ``key`` and leftovers are
@@ -54,3 +58,72 @@ class Store(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; idempotent (deleting a missing key is not an error)."""
         ...
+
+    def abilities(self) -> Abilities:
+        """What this store can do beyond moving bytes (``Abilities``). Wrappers answer for
+        the store they wrap, adapting an ability where their own behaviour demands (dry-run
+        compaction does nothing)."""
+        ...
+
+
+# --- optional abilities ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class LockStatusReader(Protocol):
+    """Reads back an object's S3 Object Lock retention (``S3Store``)."""
+
+    def lock_status(self, key: str) -> tuple[str | None, datetime | None]:
+        """(mode, retain-until) of the object's retention, (None, None) without one;
+        ObjectNotFound when the object is gone."""
+        ...
+
+
+@runtime_checkable
+class Compactor(Protocol):
+    """A store whose deletions free space only once compacted (``restic prune``)."""
+
+    def compact(self) -> None:
+        """Reclaim the space of deleted objects. StoreError on failure."""
+        ...
+
+
+@runtime_checkable
+class PartialWriteRemover(Protocol):
+    """A store whose interrupted writes can leave something behind that ``list`` does not
+    show (a filesystem store's temporary files). S3's incomplete multipart uploads are left
+    to the bucket's AbortIncompleteMultipartUpload lifecycle rule; restic removes its own."""
+
+    def remove_partial_writes(self, prefix: str) -> list[str]:
+        """Remove every leftover of an interrupted write under ``prefix``; return what went.
+        Only for leftovers of dead writers: a write in progress under ``prefix`` would fail."""
+        ...
+
+
+@runtime_checkable
+class Prober(Protocol):
+    """A store that can prove itself reachable and writable before a command needs it
+    (``drkit check``)."""
+
+    def probe(self) -> str:
+        """Prove the store reachable and writable and leave nothing behind; return what was
+        proven, for people. Raises StoreUnavailable (or StoreFull) saying what failed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """A store's optional abilities, each None where the store lacks it."""
+
+    #: reads back S3 Object Lock retention (S3 stores)
+    lock_status: LockStatusReader | None = None
+    #: reclaims the space of deleted objects (restic stores)
+    compactor: Compactor | None = None
+    #: removes what writes cut short by a killed process left (filesystem temporary files)
+    partial_writes: PartialWriteRemover | None = None
+    #: proves itself reachable and writable, leaving nothing behind (``drkit check``)
+    prober: Prober | None = None
+
+
+#: a store that can do nothing beyond moving bytes
+NO_ABILITIES = Abilities()

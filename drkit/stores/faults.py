@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
 from drkit.errors import StoreError, StoreFull, StoreUnavailable
-from drkit.stores.base import Store
+from drkit.stores.base import Abilities, Store
 
 OPERATIONS = ("put", "get", "list", "size", "delete")
 
@@ -89,6 +89,9 @@ class FaultyStore:
     def list(self, prefix: str = "") -> builtins.list[str]:
         self._enter("list")
         return self.inner.list(prefix)
+
+    def abilities(self) -> Abilities:
+        return self.inner.abilities()
 
     def _damage(self, inner_stream: Iterator[bytes]) -> Iterator[bytes]:
         stream: Iterable[bytes] = inner_stream

@@ -28,8 +28,10 @@ from typing import IO
 from drkit.errors import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
 from drkit.plan.schema import FilesystemStore as FilesystemSpec
 from drkit.stores import check_key
+from drkit.stores.base import Abilities
 
 TEMP_SUFFIX = ".drkit-partial"
+WRITABLE_HINT = "make the folder writable for the user drkit runs as (and check it is mounted)"
 CHUNK_SIZE = 1024 * 1024
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: errors meaning "no such object" once we know the store's folder itself is fine
@@ -99,6 +101,43 @@ class FilesystemStore:
             sync_folder(path.parent)
         self._remove_empty_folders(path.parent)
 
+    def probe(self) -> str:
+        """A probe file written, read back and removed in the folder (or, when the folder
+        does not exist yet, the nearest existing parent proven writable)."""
+        if not self.root.exists():
+            return self._probe_parent()
+        if not self.root.is_dir():
+            raise StoreUnavailable(
+                f"filesystem store {self.name}: {self.root} is not a folder",
+                hint="check the store's path in the plan and that the share is mounted",
+            )
+        payload = os.urandom(64)
+        with self._translating("write", "a probe file", hint=WRITABLE_HINT):
+            descriptor, name = tempfile.mkstemp(
+                dir=self.root, prefix=".drkit-probe.", suffix=TEMP_SUFFIX
+            )
+            try:
+                os.write(descriptor, payload)
+                os.fsync(descriptor)
+                is_intact = os.pread(descriptor, len(payload), 0) == payload
+            finally:
+                os.close(descriptor)
+                os.unlink(name)
+        if not is_intact:
+            raise StoreUnavailable(f"filesystem store {self.name}: a probe file read back wrong")
+        return "writable (a probe file was written, read back and removed)"
+
+    def _probe_parent(self) -> str:
+        parent = next(folder for folder in self.root.parents if folder.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreUnavailable(
+                f"filesystem store {self.name}: {self.root} does not exist and cannot be "
+                f"created: {parent} is not a writable folder",
+                hint=WRITABLE_HINT,
+            )
+        # Said plainly: an unmounted share looks exactly like this (see the module docstring).
+        return f"does not exist yet; the first backup creates it in {parent} (writable)"
+
     def list(self, prefix: str = "") -> builtins.list[str]:
         folder = prefix.rpartition("/")[0]  # walk only below the folder the prefix names
         if folder:
@@ -116,6 +155,23 @@ class FilesystemStore:
             )
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
         return sorted(key for key in self._walk(start, folder) if key.startswith(prefix))
+
+    def abilities(self) -> Abilities:
+        return Abilities(partial_writes=self, prober=self)
+
+    def remove_partial_writes(self, prefix: str) -> builtins.list[str]:
+        """Remove the temporary files (``.NAME.RANDOM.drkit-partial``) a killed ``put`` left
+        in the folder ``prefix`` names and below it."""
+        folder = prefix.rstrip("/")
+        start = self.root.joinpath(*check_key(folder).split("/")) if folder else self.root
+        removed = []
+        for path in sorted(start.rglob(f"*{TEMP_SUFFIX}")) if start.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(str(path.relative_to(self.root)))
+        if removed:
+            self._remove_empty_folders(start)
+        return removed
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -204,12 +260,15 @@ class FilesystemStore:
         return StoreUnavailable(message)
 
     @contextlib.contextmanager
-    def _translating(self, action: str, key: str) -> Iterator[None]:
+    def _translating(self, action: str, key: str, *, hint: str | None = None) -> Iterator[None]:
         """Turn an OSError of the block into StoreFull / StoreUnavailable."""
         try:
             yield
         except OSError as error:
-            raise self._error(error, action, key) from None
+            problem = self._error(error, action, key)
+            if hint is not None and not isinstance(problem, StoreFull):
+                problem.hint = hint
+            raise problem from None
 
 
 def make_folders(folder: Path) -> None:

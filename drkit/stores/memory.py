@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 
 from drkit.errors import ObjectNotFound
 from drkit.stores import check_key
+from drkit.stores.base import NO_ABILITIES, Abilities
 
 CHUNK_SIZE = 64 * 1024
 
@@ -55,6 +56,9 @@ class MemoryStore:
         if data is None:
             raise ObjectNotFound(f"{self.describe()}: no object {key}")
         return len(data)
+
+    def abilities(self) -> Abilities:
+        return NO_ABILITIES
 
     def delete(self, key: str) -> None:
         check_key(key)

@@ -15,9 +15,13 @@ Restoring an artifact without drkit takes one plain restic command (restic 0.14+
 the newest object written, usually a manifest.) An empty object is recorded by restic 0.14
 as a snapshot without the file; this store tags it ``drkit-empty`` and reads it back as empty.
 
-The password reaches restic as RESTIC_PASSWORD, the repository as RESTIC_REPOSITORY and S3
-credentials as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, all in the child's environment;
-argv never holds a secret. restic keeps its metadata cache in its per-user default
+The password, the repository (which may hold credentials) and S3 credentials reach restic in
+private files the gateway removes when restic exits (RESTIC_PASSWORD_FILE,
+RESTIC_REPOSITORY_FILE, AWS_SHARED_CREDENTIALS_FILE); neither argv nor the environment ever
+holds a secret. S3 credentials are the store's own, else the AWS_* ones drkit runs with;
+without either, restic finds its own (a profile, an instance role). Of drkit's environment
+restic sees only what the gateway lets every tool see, network settings, and
+RESTIC_SETTINGS. restic keeps its metadata cache in its per-user default
 (``~/.cache/restic``, or RESTIC_CACHE_DIR), or in ``cache_dir`` when given.
 
 A put whose stream fails stops restic with SIGINT before its stdin is closed: restic then
@@ -30,6 +34,7 @@ from __future__ import annotations
 import builtins
 import enum
 import json
+import logging
 import os
 import re
 import signal
@@ -50,14 +55,20 @@ from drkit.errors import (
     StoreUnavailable,
     ToolError,
 )
-from drkit.execute import Command, Process, run
+from drkit.execute import NETWORK_SETTINGS, Command, Process, run
 from drkit.plan.schema import ResticStore as ResticSpec
 from drkit.secrets import Secret, SecretRef
 from drkit.stores import check_key
+from drkit.stores.base import Abilities
 
 TAG = "drkit"
+#: objects this big or bigger report the bytes the repository holds for them (restic stats
+#: --mode raw-data: compressed, encrypted, deduplicated blobs); smaller ones (manifests,
+#: evidence records) their plaintext size, sparing a restic run (and its key derivation) each
+STORED_SIZE_THRESHOLD = 64 << 10
 EMPTY_TAG = "drkit-empty"
 HOST = "drkit"
+log = logging.getLogger(__name__)
 CHUNK_SIZE = 1024 * 1024
 STOP_TIMEOUT_SECONDS = 30.0
 PARTIAL_EXIT = 3  # restic: snapshot saved, but some input could not be read
@@ -154,6 +165,25 @@ def redact_repository(repository: str) -> str:
     return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", repository)
 
 
+#: What restic may take from drkit's environment besides the gateway's allowlist: settings of
+#: its cache and region, and the ambient credentials of backends a plan cannot name keys for
+#: (the gateway still drops any variable holding a secret the plan refers to).
+RESTIC_SETTINGS = (
+    *NETWORK_SETTINGS,
+    "RESTIC_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "AWS_DEFAULT_REGION",
+    "B2_ACCOUNT_ID",
+    "B2_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_NAME",
+    "AZURE_ACCOUNT_KEY",
+    "GOOGLE_PROJECT_ID",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+#: Where restic looks for S3 credentials when drkit has none to give it.
+AWS_PROFILE_SETTINGS = ("AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
 def make_restic_command(
     arguments: Sequence[str],
     *,
@@ -161,25 +191,50 @@ def make_restic_command(
     password: Secret,
     access_key_id: Secret | None = None,
     secret_access_key: Secret | None = None,
+    session_token: Secret | None = None,
     program: str = "restic",
     cache_dir: Path | None = None,
 ) -> Command:
-    """A restic invocation: options in argv, every secret (and the repository, which may
-    hold credentials) in the environment."""
-    environment = {
-        "RESTIC_REPOSITORY": repository,
-        "RESTIC_PASSWORD": password.reveal(),
-        # an inherited file or command would take precedence over RESTIC_PASSWORD
-        "RESTIC_REPOSITORY_FILE": "",
-        "RESTIC_PASSWORD_FILE": "",
-        "RESTIC_PASSWORD_COMMAND": "",
-    }
-    if access_key_id is not None:
-        environment["AWS_ACCESS_KEY_ID"] = access_key_id.reveal()
-    if secret_access_key is not None:
-        environment["AWS_SECRET_ACCESS_KEY"] = secret_access_key.reveal()
+    """A restic invocation: options in argv; the repository, the password and S3 credentials
+    each in a private file restic reads (never the environment or argv)."""
+    if password.reveal() != password.reveal().strip():
+        raise StoreError(
+            "the restic password begins or ends with whitespace, which restic drops when it "
+            "reads a password file",
+            hint="change the repository's password (restic key passwd) to one without",
+        )
+    files = {"RESTIC_REPOSITORY_FILE": Secret(repository), "RESTIC_PASSWORD_FILE": password}
+    inherit: tuple[str, ...] = RESTIC_SETTINGS
+    if access_key_id is not None and secret_access_key is not None:
+        credentials = aws_credentials_file(access_key_id, secret_access_key, session_token)
+        files["AWS_SHARED_CREDENTIALS_FILE"] = credentials
+    else:
+        inherit += AWS_PROFILE_SETTINGS
     cache = ("--cache-dir", str(cache_dir)) if cache_dir is not None else ()
-    return Command(argv=(program, *cache, *arguments), env=environment)
+    return Command(argv=(program, *cache, *arguments), secret_files=files, inherit=inherit)
+
+
+def aws_credentials_file(
+    access_key_id: Secret, secret_access_key: Secret, session_token: Secret | None
+) -> Secret:
+    """An AWS shared credentials file with one profile, ``default``, for restic's S3 client."""
+    values = [access_key_id, secret_access_key, *([session_token] if session_token else [])]
+    if any("\n" in value.reveal() or "\r" in value.reveal() for value in values):
+        raise StoreError("an S3 credential must not contain a line break")
+    lines = ["[default]", f"aws_access_key_id = {access_key_id.reveal()}"]
+    lines.append(f"aws_secret_access_key = {secret_access_key.reveal()}")
+    if session_token is not None:
+        lines.append(f"aws_session_token = {session_token.reveal()}")
+    return Secret("\n".join(lines) + "\n")
+
+
+def local_repository_path(repository: str) -> Path | None:
+    """The folder of a local repository (``/srv/restic``, ``local:/srv/restic``), else None."""
+    if repository.startswith("local:"):
+        return Path(repository.removeprefix("local:"))
+    if ":" not in repository.split("/", 1)[0]:  # no backend prefix (s3:, sftp:, rest:, ...)
+        return Path(repository)
+    return None
 
 
 def backup_arguments(key: str, *, empty: bool = False) -> tuple[str, ...]:
@@ -194,6 +249,10 @@ def dump_arguments(key: str) -> tuple[str, ...]:
 def snapshots_arguments(key: str | None = None) -> tuple[str, ...]:
     path = ("--path", f"/{key}") if key is not None else ()
     return ("snapshots", "--json", "--tag", TAG, *path)
+
+
+def stats_arguments(key: str) -> tuple[str, ...]:
+    return ("stats", "--json", "--mode", "raw-data", "--tag", TAG, "--path", f"/{key}", "latest")
 
 
 def ls_arguments(key: str) -> tuple[str, ...]:
@@ -239,14 +298,24 @@ class ResticStore:
 
     def make_command(self, arguments: Sequence[str]) -> Command:
         spec = self.spec
+        key_id: Secret | None
+        secret_key: Secret | None
+        token: Secret | None = None
+        if spec.access_key_id and spec.secret_access_key:
+            key_id = SecretRef(spec.access_key_id).resolve()
+            secret_key = SecretRef(spec.secret_access_key).resolve()
+        else:  # the credentials drkit runs with, as restic would have read them
+            key_id, secret_key, token = (
+                Secret(os.environ[name]) if os.environ.get(name) else None
+                for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            )
         return make_restic_command(
             arguments,
             repository=spec.repository,
             password=SecretRef(spec.password).resolve(),
-            access_key_id=SecretRef(spec.access_key_id).resolve() if spec.access_key_id else None,
-            secret_access_key=(
-                SecretRef(spec.secret_access_key).resolve() if spec.secret_access_key else None
-            ),
+            access_key_id=key_id,
+            secret_access_key=secret_key,
+            session_token=token,
             program=self.program,
             cache_dir=self.cache_dir,
         )
@@ -296,10 +365,38 @@ class ResticStore:
         }
         return sorted(key for key in keys if key.startswith(prefix))
 
+    def abilities(self) -> Abilities:
+        return Abilities(compactor=self, prober=self)
+
     def compact(self) -> None:
         """Remove data no snapshot references any more (``restic prune``)."""
         self._ensure_repository()
         self._run_exclusive(("prune",), "prune", "the repository")
+
+    def probe(self) -> str:
+        """The repository opens with the password (read without taking a lock: restic retries
+        a lock it cannot write for most of a minute). A local repository's folders are checked
+        writable; other backends are written to only by a backup."""
+        opened = self._run(("--no-lock", "cat", "config"), "open", "the repository", check=False)
+        if opened.returncode != 0:
+            stderr = opened.stderr.decode("utf-8", "replace")
+            if classify_failure(stderr) is Failure.MISSING_REPOSITORY and self.spec.init:
+                return "does not exist yet; the first backup creates it (init: true)"
+            raise self._failure("open", "the repository", stderr)
+        folder = local_repository_path(self.spec.repository)
+        if folder is None:
+            return "opens with its password; writing not probed (not a local repository)"
+        unwritable = [
+            str(path)
+            for path in (folder, folder / "locks", folder / "data")
+            if path.exists() and not os.access(path, os.W_OK | os.X_OK)
+        ]
+        if unwritable:
+            raise StoreUnavailable(
+                f"restic store {self.name}: cannot write in {', '.join(unwritable)}",
+                hint="restic writes a lock file and data there; fix the folder's permissions",
+            )
+        return "opens with its password; its folders are writable"
 
     # --- writing -------------------------------------------------------------------------
 
@@ -324,12 +421,38 @@ class ResticStore:
                 interrupt(process)  # before stdin closes: no snapshot of a truncated stream
                 raise
             self._finish(process, "write", key)
-        return size
+        return self._stored_size(key, size)
+
+    def _stored_size(self, key: str, size: int) -> int:
+        """What the repository holds for ``key``: the raw size of the blobs its snapshot
+        references, after restic's compression and encryption (shared blobs included, so a
+        deduplicated object counts whole). ``size`` (plaintext) below the threshold, or when
+        restic cannot say."""
+        if size < STORED_SIZE_THRESHOLD:
+            return size
+        completed = self._run(stats_arguments(key), "read", key, check=False)
+        try:
+            total = json.loads(completed.stdout or b"{}").get("total_size")
+        except (ValueError, AttributeError):
+            total = None
+        if completed.returncode != 0 or not isinstance(total, int):
+            log.warning(
+                "restic store %s: stored size of %s unknown; counting plaintext", self.name, key
+            )
+            return size
+        return total
 
     # --- reading -------------------------------------------------------------------------
 
     def _dump(self, key: str) -> Iterator[bytes]:
         self._ensure_repository()
+        # One restic reader per repository at a time in this process. Two at once (sources
+        # restored side by side) share the repository's cache; once in CI an intact snapshot
+        # then failed as lost data, which this is meant to rule out (the cause is unproven).
+        with _reading_lock(self.spec.repository):
+            yield from self._dump_alone(key)
+
+    def _dump_alone(self, key: str) -> Iterator[bytes]:
         has_yielded = False
         with self._start(dump_arguments(key), "read", key, stdin=False) as process:
             done = threading.Event()
@@ -369,6 +492,12 @@ class ResticStore:
             return
         with self._ready_lock:
             if self._is_ready:
+                return
+            local = local_repository_path(self.spec.repository)
+            if local is not None and (local / "config").is_file():
+                # An existing local repository: no restic run (each costs its key derivation,
+                # about 0.3-0.5 s); the first real command reports a damaged one.
+                self._is_ready = True
                 return
             probe = self._run(("cat", "config"), "open", "the repository", check=False)
             if probe.returncode != 0:
@@ -470,6 +599,17 @@ def feed(stdin: IO[bytes], first: bytes, rest: Iterator[bytes]) -> int:
         if following is None:
             return size
         chunk = following
+
+
+_READING_LOCKS: dict[str, threading.RLock] = {}
+_READING_LOCKS_GUARD = threading.Lock()
+
+
+def _reading_lock(repository: str) -> threading.RLock:
+    """The lock that lets one thread at a time read ``repository`` (re-entrant: a thread may
+    hold two of its streams)."""
+    with _READING_LOCKS_GUARD:
+        return _READING_LOCKS.setdefault(repository, threading.RLock())
 
 
 def stop_on_lost_data(process: Process, done: threading.Event) -> None:

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from drkit.errors import StoreFull, StoreUnavailable
-from drkit.stores.base import Store
+from drkit.errors import StoreUnavailable, is_unreachable
+from drkit.stores.base import Abilities, Store
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -27,7 +27,7 @@ Result = TypeVar("Result")
 
 def is_transient(error: BaseException) -> bool:
     """True for failures worth another attempt on the same store."""
-    return isinstance(error, StoreUnavailable) and not isinstance(error, StoreFull)
+    return is_unreachable(error)
 
 
 class RetryingStore:
@@ -73,6 +73,9 @@ class RetryingStore:
 
     def list(self, prefix: str = "") -> builtins.list[str]:
         return self._call("list", prefix, lambda: self.inner.list(prefix))
+
+    def abilities(self) -> Abilities:
+        return self.inner.abilities()
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based): full jitter."""

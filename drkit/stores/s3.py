@@ -6,7 +6,11 @@ objects of several TB) go out as a multipart upload while at most one part plus 
 chunk is held in memory; an object that fits in one part is a single PutObject. When the
 stream raises or a part fails, the upload is aborted so no parts are left behind (a bucket
 lifecycle rule AbortIncompleteMultipartUpload catches what a killed process cannot abort).
-``get`` is one streaming GET. With ``object_lock`` set, every object is written with Object
+``get`` of an object larger than ``RANGED_READ_THRESHOLD`` reads its first ``RANGE_SIZE``
+bytes from the streaming GET and the rest as ranged GETs, ``read_connections`` in flight (a
+single connection rarely fills a link to S3), each pinned to the first GET's ETag, yielded in
+order; memory holds at most that many ranges. Smaller objects, and ``read_connections: 1``,
+use the one streaming GET. With ``object_lock`` set, every object is written with Object
 Lock retention (mode, now + days); the bucket must have Object Lock enabled. Credentials come
 from the plan's references or, without them, from the default AWS credential chain; they never
 appear in messages or ``repr``.
@@ -15,10 +19,14 @@ appear in messages or ``repr``.
 from __future__ import annotations
 
 import builtins
+import secrets
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,10 +43,14 @@ from botocore.exceptions import (
 from drkit.errors import ObjectNotFound, PlanError, StoreError, StoreUnavailable
 from drkit.plan.schema import S3Store as S3Spec
 from drkit.stores import check_key
+from drkit.stores.base import Abilities
 
 PART_SIZE = 8 * 1024 * 1024
 PARTS_PER_SIZE_STEP = 1000
 CHUNK_SIZE = 1024 * 1024
+#: ranged reads: the size of each range, and the object size from which they are used
+RANGE_SIZE = 4 * 1024 * 1024
+RANGED_READ_THRESHOLD = 16 * 1024 * 1024
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 ACCESS_CODES = frozenset(
     {
@@ -49,6 +61,9 @@ ACCESS_CODES = frozenset(
         "InvalidToken",
         "403",
     }
+)
+NO_OBJECT_LOCK_CODES = frozenset(
+    {"ObjectLockConfigurationNotFoundError", "NotImplemented", "MethodNotAllowed"}
 )
 BUCKET_HINT = "check the bucket name, region and endpoint_url in the plan"
 #: what a failing request can raise besides ClientError (sockets, truncated bodies, timeouts)
@@ -145,7 +160,55 @@ class S3Store:
         object_key = self._object_key(key)
         with self._translating("read", key):
             response = self._client().get_object(Bucket=self.bucket, Key=object_key)
+        size = int(response.get("ContentLength") or 0)
+        if self.spec.read_connections > 1 and size > RANGED_READ_THRESHOLD:
+            return self._ranged(response, key, object_key, size)
         return self._stream(response["Body"], key)
+
+    def _ranged(
+        self, response: dict[str, Any], key: str, object_key: str, size: int
+    ) -> Iterator[bytes]:
+        """The first range from the open GET, the others by ranged GETs in parallel, in order."""
+        body = response["Body"]
+        pinned = {"IfMatch": response["ETag"]} if response.get("ETag") else {}
+
+        def fetch(start: int) -> bytes:
+            last = min(start + RANGE_SIZE, size) - 1
+            with self._translating("read", key):
+                part = self._client().get_object(
+                    Bucket=self.bucket, Key=object_key, Range=f"bytes={start}-{last}", **pinned
+                )
+                data: bytes = part["Body"].read()
+            if len(data) != last - start + 1:
+                raise StoreUnavailable(f"s3 store {self.name}: a ranged read of {key} came short")
+            return data
+
+        starts = iter(range(RANGE_SIZE, size, RANGE_SIZE))
+        with ThreadPoolExecutor(self.spec.read_connections, f"s3-read-{self.name}") as pool:
+            pending: deque[Future[bytes]] = deque(
+                pool.submit(fetch, start) for start in islice(starts, self.spec.read_connections)
+            )
+            try:
+                remaining = RANGE_SIZE
+                with self._translating("read", key):
+                    for chunk in body.iter_chunks(CHUNK_SIZE):
+                        yield chunk[:remaining]
+                        remaining -= len(chunk)
+                        if remaining <= 0:
+                            break
+            finally:
+                body.close()
+            if remaining > 0:
+                raise StoreUnavailable(f"s3 store {self.name}: the read of {key} came short")
+            try:
+                while pending:
+                    data = pending.popleft().result()
+                    pending.extend(pool.submit(fetch, start) for start in islice(starts, 1))
+                    for offset in range(0, len(data), CHUNK_SIZE):
+                        yield data[offset : offset + CHUNK_SIZE]
+            finally:
+                for future in pending:
+                    future.cancel()
 
     def size(self, key: str) -> int:
         return int(self._head(key)["ContentLength"])
@@ -164,7 +227,49 @@ class S3Store:
                 keys.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
         return sorted(keys)
 
+    def probe(self) -> str:
+        """The bucket answers; a probe object is written, read back and removed (by version,
+        so a versioned bucket keeps no delete marker). A bucket with Object Lock would keep
+        any probe object, so there only a listing is probed."""
+        self._check_bucket()
+        if self._has_object_lock():
+            with self._translating("list", "/"):
+                self._client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            return "reachable and listable; writing not probed (Object Lock would keep a probe)"
+        object_key = f"{self.prefix}.drkit-probe-{secrets.token_hex(8)}"
+        payload = secrets.token_bytes(64)
+        with self._translating("write", "a probe object"):
+            written = self._client().put_object(Bucket=self.bucket, Key=object_key, Body=payload)
+        try:
+            with self._translating("read", "a probe object"):
+                response = self._client().get_object(Bucket=self.bucket, Key=object_key)
+                is_intact = response["Body"].read() == payload
+        finally:
+            version = {"VersionId": written["VersionId"]} if written.get("VersionId") else {}
+            with self._translating("delete", "a probe object"):
+                self._client().delete_object(Bucket=self.bucket, Key=object_key, **version)
+        if not is_intact:
+            raise StoreUnavailable(f"s3 store {self.name}: a probe object read back wrong")
+        return "reachable and writable (a probe object was written, read back and removed)"
+
+    def _has_object_lock(self) -> bool:
+        """True when the plan or the bucket sets Object Lock (or the bucket will not say)."""
+        if self.spec.object_lock is not None:
+            return True
+        try:
+            response = self._client().get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as error:
+            # providers without Object Lock answer NotImplemented; a bucket without it, this
+            return error_code(error) not in NO_OBJECT_LOCK_CODES
+        except TRANSPORT_ERRORS as error:
+            raise self._error(error, "reach", "the bucket") from None
+        configuration = response.get("ObjectLockConfiguration", {})
+        return bool(configuration.get("ObjectLockEnabled") == "Enabled")
+
     # --- Object Lock ---------------------------------------------------------------------
+
+    def abilities(self) -> Abilities:
+        return Abilities(lock_status=self, prober=self)
 
     def lock_status(self, key: str) -> tuple[str | None, datetime | None]:
         """The Object Lock retention of ``key``: (mode, retain-until), or (None, None).

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from drkit.actions.backup import backup
-from drkit.actions.locate import find_snapshots
-from drkit.actions.outcome import Outcome
 from drkit.actions.rebuild import rebuild_catalog
 from drkit.actions.resources import Resources
 from drkit.actions.restore import RestoreRequest, execute_restore, prepare_restore
+from drkit.actions.tracking import tracked_run
 from drkit.actions.verify import verify
 from drkit.catalog import Catalog
 from drkit.errors import IntegrityError, RefusedError, SnapshotNotFound
-from drkit.manifest import manifest_key
+from drkit.outcome import Outcome
+from drkit.repository import choose_snapshot, find_snapshots
+from drkit.repository.layout import manifest_key
 
 from .conftest import MARKER
 
@@ -49,9 +50,10 @@ def test_backup_ships_ciphertext_to_every_store_and_commits_manifests(
     for store in ("east", "west"):
         root = tmp_path / "stores" / store
         assert (root / manifest_key("test-api", result.snapshot_id)).exists()
-        for path in all_files(root):
-            if path.name != "manifest.json":
-                assert MARKER.encode() not in path.read_bytes(), path
+        for path in all_files(root):  # manifests included: they are sealed too
+            content = path.read_bytes()
+            for secret in (MARKER, "orders", "customers", "app.yaml", "features.yaml"):
+                assert secret.encode() not in content, (path, secret)
     [record] = catalog.list_snapshots("test-api")
     assert record.id == result.snapshot_id and record.status == "complete"
     assert sorted(record.complete_stores()) == ["east", "west"]
@@ -87,9 +89,29 @@ def test_restore_into_new_targets_gives_identical_data(
     resources = make_resources(two_regions)
     backup(resources)
     target_db, target_dir = tmp_path / "restored" / "app.db", tmp_path / "restored" / "config"
-    request = RestoreRequest(targets={"app-db": str(target_db), "app-config": str(target_dir)})
-    prepared = execute_restore(resources, prepare_restore(resources, request), force=False)
+    targets = {"app-db": str(target_db), "app-config": str(target_dir)}
+    request = RestoreRequest(targets=targets)
+    dry_run = RestoreRequest(targets=targets, dry_run=True)
+    assert prepare_restore(resources, dry_run).prediction is None  # nothing to go by yet
+    heard: list[tuple[str, str, int, int]] = []
+    with tracked_run(resources, "restore") as tracker:  # recorded as `drkit restore` does
+        prepared = execute_restore(
+            resources,
+            prepare_restore(resources, request),
+            force=False,
+            progress=lambda *update: heard.append(update),
+        )
+        tracker.summary = prepared.to_json()
     assert all(not item.differences for item in prepared.items)
+    predicted = prepare_restore(resources, dry_run).prediction  # from the restore just done
+    assert predicted is not None and predicted.runs == 1
+    assert set(predicted.phases) == {"locate", "fetch", "decrypt", "load", "verify"}
+    for item in prepared.items:  # progress: each source's phases, bytes up to their totals
+        mine = [update for update in heard if update[0] == item.source]
+        assert mine[0][1] == "fetch" and mine[-1][1] == "load"
+        fetched = [update for update in mine if update[1] == "fetch"][-1]
+        decrypted = [update for update in mine if update[1] == "decrypt"][-1]
+        assert fetched[2] == fetched[3] > 0 and decrypted[2] == decrypted[3] == item.size
     assert count_orders(target_db) == count_orders(backend["database"])
     restored_config = target_dir / str(backend["config"]).lstrip("/")
     assert (restored_config / "app.yaml").read_text() == (
@@ -160,16 +182,18 @@ def test_restore_without_catalog_and_rebuild_brings_back_the_same_list(
 ) -> None:
     resources = make_resources(two_regions)
     first, second = backup(resources), backup(resources)
-    listed = [e.snapshot_id for e in find_snapshots(resources)]
+    listed = [e.snapshot_id for e in find_snapshots(resources.repository, resources.catalog)]
     assert listed == [second.snapshot_id, first.snapshot_id]
     storeless = make_resources(two_regions, with_catalog=False)
-    assert [e.snapshot_id for e in find_snapshots(storeless)] == listed
+    assert [
+        e.snapshot_id for e in find_snapshots(storeless.repository, storeless.catalog)
+    ] == listed
     target = tmp_path / "from-stores.db"
     request = RestoreRequest(sources=["app-db"], targets={"app-db": str(target)})
     execute_restore(storeless, prepare_restore(storeless, request), force=False)
     assert count_orders(target) == count_orders(backend["database"])
     with Catalog.open(f"sqlite:///{tmp_path / 'fresh-catalog.db'}") as fresh:
-        rebuilt = Resources(storeless.plan, storeless.stores, storeless.keys, fresh)
+        rebuilt = Resources(storeless.plan, storeless.repository, fresh)
         result = rebuild_catalog(rebuilt, store_name="west")
         assert sorted(result.snapshots) == sorted(listed)
         assert [s.id for s in fresh.list_snapshots("test-api")] == listed
@@ -182,11 +206,9 @@ def test_before_picks_the_newest_snapshot_taken_earlier(
 ) -> None:
     from datetime import timedelta
 
-    from drkit.actions.locate import choose_snapshot
-
     resources = make_resources(two_regions)
     first, second = backup(resources), backup(resources)
-    entries = find_snapshots(resources)
+    entries = find_snapshots(resources.repository, resources.catalog)
     assert choose_snapshot(entries, before=second.taken_at).snapshot_id == first.snapshot_id
     assert (
         choose_snapshot(entries, before=second.taken_at + timedelta(seconds=1)).snapshot_id

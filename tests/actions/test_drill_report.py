@@ -18,6 +18,7 @@ from drkit.actions.resources import Resources
 from drkit.catalog import Catalog
 from drkit.cli.drill import drill_exit_code
 from drkit.errors import ExitCode
+from drkit.outcome import Outcome
 from drkit.report.compliance import plan_report
 from drkit.report.render import render_html, render_markdown
 from drkit.report.status import plan_status
@@ -49,7 +50,7 @@ def test_drill_passes_every_check_and_is_recorded(
     resources = make_resources(two_regions, drill={"checks": [{"type": "fingerprint"}, SQL_CHECK]})
     backup(resources)
     [result] = drill(resources)
-    assert result.outcome == "passed", result.to_json()
+    assert result.outcome is Outcome.OK, result.to_json()
     assert [c.name for c in result.checks] == [
         "fingerprint app-db",
         "fingerprint app-config",
@@ -60,7 +61,7 @@ def test_drill_passes_every_check_and_is_recorded(
     assert set(result.phases) == {"provision", "fetch", "decrypt", "load", "checks"}
     assert drill_exit_code([result]) == ExitCode.OK
     [recorded] = catalog.list_drills("test-api")
-    assert recorded.outcome == "passed" and recorded.snapshot_id == result.snapshot_id
+    assert recorded.outcome == Outcome.OK and recorded.snapshot_id == result.snapshot_id
     assert len(recorded.checks) == 3
     assert drill_dirs() <= before
 
@@ -78,9 +79,9 @@ def test_drill_of_altered_data_fails_and_names_the_table(
     original = sqlite_source.SqliteDatabase.restore
 
     def restore_then_lose_a_row(
-        self: Any, stream: Any, target: Any, *, replace: bool = False
+        self: Any, stream: Any, target: Any, *, replace: bool = False, captured: Any = None
     ) -> None:
-        original(self, stream, target, replace=replace)
+        original(self, stream, target, replace=replace, captured=captured)
         connection = sqlite3.connect(target.location)
         connection.execute("DELETE FROM customers WHERE id = 1")
         connection.commit()
@@ -108,9 +109,11 @@ def test_rto_objective_of_one_second_is_breached_with_the_amount(
 
     original = sqlite_source.SqliteDatabase.restore
 
-    def slow_restore(self: Any, stream: Any, target: Any, *, replace: bool = False) -> None:
+    def slow_restore(
+        self: Any, stream: Any, target: Any, *, replace: bool = False, captured: Any = None
+    ) -> None:
         time.sleep(1.2)  # a load slower than the objective
-        original(self, stream, target, replace=replace)
+        original(self, stream, target, replace=replace, captured=captured)
 
     monkeypatch.setattr(sqlite_source.SqliteDatabase, "restore", slow_restore)
     [result] = drill(resources)
@@ -131,7 +134,10 @@ def test_drill_one_store_without_failover_and_all_stores(
     for path in (tmp_path / "stores" / "west").rglob("app-db.drkit"):
         path.write_bytes(path.read_bytes()[:-1])
     results = drill(resources, all_stores=True)
-    assert [(r.store, r.outcome) for r in results] == [("east", "passed"), ("west", "error")]
+    assert [(r.store, r.outcome) for r in results] == [
+        ("east", Outcome.OK),
+        ("west", Outcome.FAILED),
+    ]
     assert "corrupt" in (results[1].error or "")
 
 

@@ -19,8 +19,6 @@ import pytest
 import yaml
 
 from drkit.actions.backup import record_backup, run_backup
-from drkit.actions.locate import list_store_snapshot_ids, read_manifest
-from drkit.actions.outcome import Outcome
 from drkit.actions.prune import prune
 from drkit.actions.resources import Resources, open_resources
 from drkit.actions.verify import find_lock_problem, verify
@@ -28,9 +26,10 @@ from drkit.catalog import Catalog, DrillInput
 from drkit.cli import main
 from drkit.cli.prune import describe_store
 from drkit.errors import ExitCode, StoreUnavailable
-from drkit.manifest import manifest_key, snapshot_prefix
+from drkit.outcome import Outcome
 from drkit.plan.schema import ObjectLock
-from drkit.stores.base import Store
+from drkit.repository.layout import manifest_key, snapshot_prefix
+from drkit.stores.base import Abilities, Store
 from drkit.stores.faults import FaultyStore
 from drkit.stores.restic import ResticStore
 from tests.stores.conftest import (  # noqa: F401 - session fixtures, reused
@@ -54,7 +53,7 @@ def backup_at(resources: Resources, when: datetime) -> str:
     """A backup taken as if at ``when`` (its id encodes that time), recorded like `drkit
     backup` records it; returns the snapshot id."""
     result = run_backup(resources, now=when)
-    assert result.outcome is not Outcome.FAILED or result.manifest is not None, result.error
+    assert result.outcome is not Outcome.FAILED or result.committed is not None, result.error
     catalog = resources.catalog
     if catalog is not None:
         run_id = catalog.start_run(PLAN, "backup")
@@ -68,7 +67,7 @@ def store_named(resources: Resources, name: str) -> Store:
 
 
 def held(resources: Resources, name: str) -> list[str]:
-    return list_store_snapshot_ids(store_named(resources, name), PLAN)
+    return resources.repository.list_snapshot_ids(store_named(resources, name))
 
 
 def copy_status(catalog: Catalog, snapshot_id: str, store: str) -> str | None:
@@ -88,7 +87,7 @@ def tree(root: Path) -> dict[str, str]:
 def passed_drill(catalog: Catalog, snapshot_id: str) -> None:
     moment = datetime.now(UTC)
     catalog.record_drill(
-        DrillInput(PLAN, snapshot_id, "east", moment, moment + timedelta(seconds=5), "passed")
+        DrillInput(PLAN, snapshot_id, "east", moment, moment + timedelta(seconds=5), Outcome.OK)
     )
 
 
@@ -118,6 +117,9 @@ class RecordingStore:
 
     def size(self, key: str) -> int:
         return self.inner.size(key)
+
+    def abilities(self) -> Abilities:
+        return self.inner.abilities()
 
     def delete(self, key: str) -> None:
         self.journal.append((self.name, key))
@@ -252,7 +254,7 @@ def test_each_manifest_is_deleted_before_the_artifacts_it_points_at(
     old = [backup_at(resources, at(day)) for day in range(2)]
     backup_at(resources, at(2))
     journal: list[tuple[str, str]] = []
-    resources.stores = [RecordingStore(store, journal) for store in resources.stores]
+    resources.stores[:] = [RecordingStore(store, journal) for store in resources.stores]
 
     prune(resources)
 
@@ -285,7 +287,7 @@ def test_a_prune_cut_short_leaves_no_manifest_pointing_at_deleted_objects(
     assert east.list(snapshot_prefix(PLAN, doomed)) != []  # leftovers, without a manifest
     assert copy_status(catalog, doomed, "east") == "deleted"
     for snapshot_id in held(resources, "east"):
-        manifest, _ = read_manifest(east, PLAN, snapshot_id)
+        manifest = resources.repository.open_manifest(east, snapshot_id).manifest
         for artifact in manifest.artifacts:
             assert artifact.encrypted is not None
             assert east.size(artifact.encrypted.key) == artifact.encrypted.size

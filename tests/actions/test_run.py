@@ -14,9 +14,18 @@ from typing import Any
 import pytest
 import yaml
 
-from drkit.actions.run import decide_due, worst_outcome
+from drkit.actions.run import (
+    DEFAULT_TIMEOUTS,
+    JobDecision,
+    JobOutcome,
+    choose_jobs,
+    decide_due,
+    last_run_times,
+    run_plan,
+)
 from drkit.catalog import Catalog
 from drkit.errors import ExitCode
+from drkit.outcome import Outcome
 
 from .conftest import load, plan_document
 
@@ -89,13 +98,6 @@ def test_due_jobs_at_simulated_times(
     assert due_jobs(SCHEDULE, last, now) == expected
 
 
-def test_worst_outcome_decides_the_exit_code() -> None:
-    assert worst_outcome(["ok", "degraded", "skipped"]) == "degraded"
-    assert worst_outcome(["ok", "locked", "breached"]) == "locked"
-    assert worst_outcome(["failed", "locked"]) == "failed"
-    assert worst_outcome([]) == "ok"
-
-
 def drkit(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -128,10 +130,10 @@ def test_run_due_runs_backup_prune_and_drill_then_nothing(plan_file: Path, tmp_p
     assert first.returncode == 0, first.stderr
     ran = {(o["job"], o["outcome"]) for o in json.loads(first.stdout)}
     assert {("backup", "ok"), ("prune", "ok"), ("drill", "ok")} <= ran
-    second = drkit("--catalog", catalog, "run", "--due", "--json", str(plan_file))
+    second = drkit("-v", "--catalog", catalog, "run", "--due", "--json", str(plan_file))
     assert second.returncode == 0
     assert {o["outcome"] for o in json.loads(second.stdout)} == {"skipped"}
-    assert "not due" in second.stderr or "ran " in second.stderr
+    assert "not due" in second.stderr or "ran " in second.stderr  # -v: why each was skipped
 
 
 def test_dry_run_at_a_future_time_says_what_would_run(plan_file: Path, tmp_path: Path) -> None:
@@ -223,3 +225,80 @@ def test_a_job_over_its_timeout_fails_and_says_so(plan_file: Path, tmp_path: Pat
     )
     assert timed.returncode == ExitCode.FAILED
     assert "did not finish within" in timed.stdout
+
+
+def test_a_runner_that_lost_its_lease_does_not_run_its_next_job(
+    make_resources: Any, two_regions: list[dict[str, Any]], backend: dict[str, Path]
+) -> None:
+    resources = make_resources(two_regions)
+    catalog = resources.catalog
+    plan = resources.plan.name
+
+    def take_over(outcome: JobOutcome) -> None:
+        # what another runner does while this one is paused past its lease
+        holder = catalog.read_lock(plan)
+        catalog.release_lock(plan, holder.owner)
+        catalog.acquire_lock(plan, "other-host:1:new", lease_seconds=600)
+
+    decisions = [JobDecision("backup", True, "asked for"), JobDecision("prune", True, "asked for")]
+    outcomes = run_plan(
+        resources, decisions, lease_seconds=300, timeouts=DEFAULT_TIMEOUTS, on_job=take_over
+    )
+    assert [(o.job, o.outcome) for o in outcomes] == [
+        ("backup", Outcome.OK),
+        ("prune", Outcome.LOCKED),
+    ]
+    assert "other-host:1:new" in outcomes[1].reason
+    assert catalog.list_runs(plan, "prune") == []
+    lock = catalog.read_lock(plan)
+    assert lock is not None and lock.owner == "other-host:1:new"  # not released by the loser
+
+
+def test_the_due_decision_is_made_again_under_the_lock(
+    make_resources: Any, two_regions: list[dict[str, Any]], backend: dict[str, Path]
+) -> None:
+    """Two runners both saw the backup due; the second to get the lock finds it done."""
+    resources = make_resources(two_regions, schedule={"backup": "0 * * * *"})
+    now = datetime.now(UTC)
+    seen_before = last_run_times(resources)
+    first_look = choose_jobs(resources.plan, seen_before, now, due=True, jobs=(), with_drill=False)
+    assert [d.job for d in first_look if d.due] == ["backup", "prune"]
+
+    def decide() -> list[JobDecision]:
+        return choose_jobs(
+            resources.plan, last_run_times(resources), now, due=True, jobs=(), with_drill=False
+        )
+
+    first = run_plan(
+        resources, first_look, lease_seconds=300, timeouts=DEFAULT_TIMEOUTS, decide_again=decide
+    )
+    second = run_plan(
+        resources, first_look, lease_seconds=300, timeouts=DEFAULT_TIMEOUTS, decide_again=decide
+    )
+    ran = {o.job: o.outcome for o in first if o.outcome is not Outcome.SKIPPED}
+    assert ran == {"backup": Outcome.OK, "prune": Outcome.OK}
+    assert {o.outcome for o in second} == {Outcome.SKIPPED}
+    assert len(resources.catalog.list_runs(resources.plan.name, "backup")) == 1
+
+
+def test_workers_run_the_due_plans_in_children_and_gather_their_outcomes(
+    tmp_path: Path, backend: dict[str, Path], two_regions: list[dict[str, Any]]
+) -> None:
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    for name in ("api-a", "api-b", "api-c"):
+        document = plan_document(tmp_path, two_regions, schedule={"backup": "0 * * * *"})
+        document["name"] = name
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    catalog_url = f"sqlite:///{tmp_path / 'runner.db'}"
+    ran = drkit("--catalog", catalog_url, "run", "--due", "--workers", "2", "--json", str(folder))
+    assert ran.returncode == 0, ran.stderr
+    outcomes = {(o["plan"], o["job"]): o["outcome"] for o in json.loads(ran.stdout)}
+    for name in ("api-a", "api-b", "api-c"):
+        assert outcomes[(name, "backup")] == "ok" and outcomes[(name, "prune")] == "ok"
+    with Catalog.open(catalog_url) as catalog:
+        backups = catalog.list_runs(kind="backup")
+    assert len(backups) == 3
+    assert len({run.pid for run in backups}) == 3  # each plan in a child of its own
+    again = drkit("--catalog", catalog_url, "run", "--due", "--workers", "2", "--json", str(folder))
+    assert {o["outcome"] for o in json.loads(again.stdout)} == {"skipped"}

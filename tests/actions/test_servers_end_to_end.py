@@ -20,12 +20,12 @@ import pytest
 
 from drkit.actions.backup import backup
 from drkit.actions.drill import drill
-from drkit.actions.outcome import Outcome
 from drkit.actions.resources import Resources, open_resources
 from drkit.actions.restore import RestoreRequest, execute_restore, prepare_restore
 from drkit.actions.verify import verify
 from drkit.catalog import Catalog
-from drkit.manifest import MANIFEST_NAME
+from drkit.outcome import Outcome
+from drkit.repository.layout import MANIFEST_NAME
 
 from ..conftest import free_port, is_port_open
 from .conftest import MARKER, load, make_backend, plan_document
@@ -332,24 +332,40 @@ def test_one_store_down_is_degraded_then_failed_when_the_policy_breaks(
     assert failed.outcome is Outcome.FAILED
 
 
-def test_drill_with_every_source_and_check_passes_and_leaves_nothing(world: dict[str, Any]) -> None:
-    resources = resources_of(world)
-    assert backup(resources).outcome is Outcome.OK
-    [result] = drill(resources)
-    assert result.outcome == "passed", result.to_json()
-    assert {c.name.split(" ")[0] for c in result.checks} == {"fingerprint", "sql", "command"}
-    assert all(c.passed for c in result.checks)
-    assert result.sandbox_kinds == ["directory", "ephemeral-postgresql", "scratch-mysql"]
-    leftover = subprocess.run(
-        ["pgrep", "-f", "drkit-sandbox-pg-"], capture_output=True, check=False
-    )
-    assert leftover.stdout == b""
+def _mysql_drill_databases() -> set[str]:
     with (
         pymysql.connect(host="127.0.0.1", user="root", password="") as connection,
         connection.cursor() as cursor,
     ):
-        cursor.execute("SHOW DATABASES LIKE 'drkit_drill_%'")
-        assert cursor.fetchall() == ()
+        cursor.execute("SHOW DATABASES LIKE 'drkit\\_drill\\_%'")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _sandbox_processes() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "drkit-sandbox-pg-"], capture_output=True, check=False)
+    return set(found.stdout.decode().split())
+
+
+def _pg_drill_databases(server: str) -> set[str]:
+    with psycopg.connect(f"{server}/postgres") as connection:
+        rows = connection.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'drkit\\_drill\\_%'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_drill_with_every_source_and_check_passes_and_leaves_nothing(world: dict[str, Any]) -> None:
+    # The servers are shared with other runs: leftovers are what this drill added.
+    databases_before, processes_before = _mysql_drill_databases(), _sandbox_processes()
+    resources = resources_of(world)
+    assert backup(resources).outcome is Outcome.OK
+    [result] = drill(resources)
+    assert result.outcome is Outcome.OK, result.to_json()
+    assert {c.name.split(" ")[0] for c in result.checks} == {"fingerprint", "sql", "command"}
+    assert all(c.passed for c in result.checks)
+    assert result.sandbox_kinds == ["directory", "ephemeral-postgresql", "scratch-mysql"]
+    assert _sandbox_processes() - processes_before == set()
+    assert _mysql_drill_databases() - databases_before == set()
 
 
 def test_drill_into_a_scratch_database_on_the_server(
@@ -361,15 +377,12 @@ def test_drill_into_a_scratch_database_on_the_server(
         sandbox=dict(document["drill"]["sandbox"], postgresql=postgres_server + "/"),
     )
     resources = resources_of(world, document)
+    before = _pg_drill_databases(postgres_server)
     assert backup(resources).outcome is Outcome.OK
     [result] = drill(resources)
-    assert result.outcome == "passed", result.to_json()
+    assert result.outcome is Outcome.OK, result.to_json()
     assert "scratch-postgresql" in result.sandbox_kinds
-    with psycopg.connect(f"{postgres_server}/postgres") as connection:
-        rows = connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'drkit_drill_%'"
-        ).fetchall()
-    assert rows == []
+    assert _pg_drill_databases(postgres_server) - before == set()
 
 
 def _kill_children_named(name: str) -> int:

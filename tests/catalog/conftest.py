@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from drkit.catalog import Catalog
-from drkit.manifest import Artifact, Manifest, StoredObject, artifact_key, new_snapshot_id
+from drkit.repository.layout import artifact_key, new_snapshot_id
+from drkit.repository.manifest import Artifact, Manifest, StoredObject
 
 START = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
 

@@ -67,7 +67,21 @@ def test_malformed_url_raises_catalog_error_with_password_masked() -> None:
 def test_sqlite_file_in_missing_directory_raises_catalog_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as raised:
         Catalog.open(f"sqlite:///{tmp_path / 'missing' / 'catalog.db'}")
-    assert "unable to open database file" in raised.value.message
+    assert "No such file or directory" in raised.value.message
+    assert str(tmp_path / "missing") in raised.value.message
+
+
+@pytest.mark.parametrize("form", ["bare path", "sqlite URL"])
+def test_an_explicit_sqlite_catalog_is_private_too_and_an_open_one_is_closed(
+    tmp_path: Path, form: str
+) -> None:
+    created, earlier = tmp_path / "new.db", tmp_path / "earlier.db"
+    Catalog.open(str(earlier)).close()
+    earlier.chmod(0o644)  # as releases before 0600 left it
+    for path in (created, earlier):
+        with Catalog.open(str(path) if form == "bare path" else f"sqlite:///{path}") as catalog:
+            catalog.start_run("api", "backup")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 @pytest.mark.parametrize(

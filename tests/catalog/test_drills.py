@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, timedelta
 
 from drkit.catalog import Catalog, DrillCheck, DrillInput
+from drkit.outcome import Outcome
 
 from .conftest import START
 
@@ -25,15 +26,15 @@ def make_drill(outcome: str, hours: int = 0) -> DrillInput:
         phases={"provision": 3.0, "fetch": 20.5, "decrypt": 4.0, "load": 40.0, "checks": 7.5},
         checks=(
             DrillCheck("fingerprint:db", True, 3, "3 of 3 tables match"),
-            DrillCheck("sql:users-present", outcome == "passed", 0, "expected > 0 rows"),
+            DrillCheck("sql:users-present", outcome == Outcome.OK, 0, "expected > 0 rows"),
         ),
-        error=None if outcome == "passed" else "check sql:users-present failed\ndetails",
+        error=None if outcome == Outcome.OK else "check sql:users-present failed\ndetails",
     )
 
 
 def test_recorded_drill_round_trips_phases_and_checks(catalog: Catalog) -> None:
     run_id = catalog.start_run("api", "drill")
-    drill = make_drill("passed")
+    drill = make_drill(Outcome.OK)
     drill_id = catalog.record_drill(replace(drill, run_id=run_id))
     [recorded] = catalog.list_drills("api")
     assert recorded.id == drill_id and recorded.run_id == run_id
@@ -45,13 +46,13 @@ def test_recorded_drill_round_trips_phases_and_checks(catalog: Catalog) -> None:
 
 
 def test_drills_list_newest_first_and_last_drill_can_require_a_pass(catalog: Catalog) -> None:
-    passed = catalog.record_drill(make_drill("passed", hours=0))
-    failed = catalog.record_drill(make_drill("failed", hours=1))
+    passed = catalog.record_drill(make_drill(Outcome.OK, hours=0))
+    failed = catalog.record_drill(make_drill(Outcome.FAILED, hours=1))
     assert [drill.id for drill in catalog.list_drills("api")] == [failed, passed]
     newest = catalog.last_drill("api")
     assert newest is not None and newest.id == failed
     assert newest.error == "check sql:users-present failed"
-    newest_pass = catalog.last_drill("api", outcome="passed")
+    newest_pass = catalog.last_drill("api", outcome=Outcome.OK)
     assert newest_pass is not None and newest_pass.id == passed
     since = START + timedelta(minutes=30)
     assert [drill.id for drill in catalog.list_drills("api", since=since)] == [failed]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -163,3 +166,24 @@ def test_hold_lock_notices_a_lost_lease_and_leaves_the_new_holder_alone(
             lease.check()
     current = catalog.read_lock("api")
     assert current is not None and current.owner == "rescuer"
+
+
+def test_a_live_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    host = socket.gethostname()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process now
+    catalog.acquire_lock("api", f"{host}:{dead.pid}:dead", 600)
+    info = catalog.acquire_lock("api", f"{host}:{os.getpid()}:next", 600)
+    assert (info.owner, info.took_over_from) == (
+        f"{host}:{os.getpid()}:next",
+        f"{host}:{dead.pid}:dead",
+    )
+
+    # a live process on this host, and any process on another host, keep their lease
+    catalog.acquire_lock("live", f"{host}:{os.getppid()}:live", 600)
+    catalog.acquire_lock("remote", f"elsewhere-{host}:{dead.pid}:far", 600)
+    for plan in ("live", "remote"):
+        with pytest.raises(LockHeldError):
+            catalog.acquire_lock(plan, f"{host}:{os.getpid()}:next", 600)

@@ -8,7 +8,7 @@ import pytest
 
 from drkit.catalog import Catalog
 from drkit.errors import SnapshotNotFound
-from drkit.manifest import sha256_hex
+from drkit.repository.manifest import sha256_hex
 
 from .conftest import START, FakeClock, ManifestFactory
 
@@ -18,7 +18,7 @@ def test_recorded_snapshot_lists_with_copies_and_artifacts(
 ) -> None:
     run_id = catalog.start_run("api", "backup")
     manifest = make_manifest()
-    catalog.record_snapshot(manifest, status="pending", run_id=run_id)
+    catalog.record_snapshot(manifest, status="pending", run_id=run_id, manifest_sha256="e" * 64)
     catalog.record_copy(manifest.snapshot_id, "s3-east", "us-east-1", "complete", bytes=1010)
     catalog.record_copy(
         manifest.snapshot_id, "s3-west", "us-west-2", "failed", error="timeout\nretry 3 of 3"
@@ -31,7 +31,7 @@ def test_recorded_snapshot_lists_with_copies_and_artifacts(
         "complete",
         run_id,
     )
-    assert snapshot.manifest_sha256 == sha256_hex(manifest.to_bytes())
+    assert snapshot.manifest_sha256 == "e" * 64
     assert snapshot.taken_at == START and snapshot.taken_at.tzinfo is UTC
     assert snapshot.sources == ("db", "config")
     assert snapshot.plaintext_size == 1002 + 1006
@@ -129,9 +129,9 @@ def test_rebuild_records_store_manifests_and_is_idempotent(
     first = make_manifest(taken_at=START)
     second = make_manifest(taken_at=START + timedelta(hours=1))
     held = [
-        ("s3-east", "us-east-1", first, sha256_hex(first.to_bytes())),
-        ("s3-east", "us-east-1", second, sha256_hex(second.to_bytes())),
-        ("nfs", "local", second, sha256_hex(second.to_bytes())),
+        ("s3-east", "us-east-1", first, sha256_hex(first.to_json_bytes())),
+        ("s3-east", "us-east-1", second, sha256_hex(second.to_json_bytes())),
+        ("nfs", "local", second, sha256_hex(second.to_json_bytes())),
     ]
     assert catalog.rebuild("api", held) == [first.snapshot_id, second.snapshot_id]
     rebuilt = catalog.list_snapshots("api")
@@ -152,7 +152,7 @@ def test_rebuild_completes_a_snapshot_a_run_left_pending_and_keeps_the_run(
     manifest = make_manifest()
     catalog.record_snapshot(manifest, status="pending", run_id=run_id)
     catalog.record_copy(manifest.snapshot_id, "nfs", None, "uploading")
-    sha = sha256_hex(manifest.to_bytes())
+    sha = sha256_hex(manifest.to_json_bytes())
     assert catalog.rebuild("api", [("nfs", "local", manifest, sha)]) == []
     snapshot = catalog.get_snapshot(manifest.snapshot_id)
     assert snapshot is not None

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from drkit.cli import main
 from drkit.errors import ExitCode
 
-from ..actions.conftest import make_backend, plan_document
+from .conftest import two_store_setup
 
 
 def tree_digest(root: Path) -> str:
@@ -29,21 +28,7 @@ def tree_digest(root: Path) -> str:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> dict[str, Any]:
-    backend = make_backend(tmp_path / "backend")
-    stores = [
-        {"name": "east", "type": "filesystem", "path": str(tmp_path / "east"), "region": "east"},
-        {"name": "west", "type": "filesystem", "path": str(tmp_path / "west"), "region": "west"},
-    ]
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(yaml.safe_dump(plan_document(tmp_path, stores), sort_keys=False))
-    catalog = tmp_path / "catalog.db"
-    return {
-        "plan": str(plan),
-        "catalog": catalog,
-        "url": f"sqlite:///{catalog}",
-        "backend": backend,
-        "tmp": tmp_path,
-    }
+    return two_store_setup(tmp_path)
 
 
 def run(setup: dict[str, Any], *args: str) -> int:
@@ -210,6 +195,8 @@ def test_the_demo_command_runs_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DRKIT_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("DRKIT_HOME", str(tmp_path / "home"))  # its default catalog, not ~'s
+    monkeypatch.delenv("DRKIT_CATALOG", raising=False)
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "PASSED" in out and "measured RTO" in out and "RPO" in out

@@ -77,3 +77,34 @@ def test_reference_decryptor_rejects_truncation_and_other_contexts(
     whole.write_bytes(b"".join(sealed))
     result = run(decryptor, whole, "primary", keyfile_path, context="drkit:orders:other:orders-db")
     assert result.returncode != 0 and result.stdout == b""
+
+
+def test_reference_decryptor_opens_a_sealed_manifest_without_being_told_its_context(
+    decryptor: Path, keyfile_key: KeyfileKek, keyfile_path: Path, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from drkit.repository.layout import new_snapshot_id
+    from drkit.repository.manifest import Manifest, seal_manifest
+
+    taken = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    manifest = Manifest(
+        plan="orders",
+        snapshot_id=new_snapshot_id(taken),
+        taken_at=taken,
+        finished_at=taken,
+        drkit_version="test",
+        sources=[],
+        artifacts=[],
+        plan_sha256="0" * 64,
+    )
+    sealed = tmp_path / "manifest.json"
+    sealed.write_bytes(seal_manifest(manifest, [keyfile_key]))
+    result = run(decryptor, sealed, "primary", keyfile_path, context="")
+    assert result.returncode == 0, result.stderr.decode()
+    assert Manifest.model_validate_json(result.stdout) == manifest
+    damaged = bytearray(sealed.read_bytes())
+    damaged[40] ^= 0x01  # inside the clear header: the context no longer matches
+    sealed.write_bytes(bytes(damaged))
+    result = run(decryptor, sealed, "primary", keyfile_path, context="")
+    assert result.returncode != 0 and result.stdout == b""

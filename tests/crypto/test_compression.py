@@ -7,13 +7,13 @@ import random
 import pytest
 import zstandard
 
-from drkit.compression import (
+from drkit.errors import IntegrityError
+from drkit.repository.compression import (
     compress_chunks,
     compressor_for,
     decompress_chunks,
     decompressor_for,
 )
-from drkit.errors import IntegrityError
 
 
 def split(data: bytes, size: int) -> list[bytes]:

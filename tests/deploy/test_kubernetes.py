@@ -15,6 +15,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+import drkit
 from drkit.cli import main
 from drkit.deploy.kubernetes import (
     DEADLINE_MARGIN_SECONDS,
@@ -139,7 +140,7 @@ def test_pods_run_as_the_image_user_on_a_read_only_root() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["image"] == "drkit:0.1.0"
+    assert container["image"] == f"drkit:{drkit.__version__}"
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -297,3 +298,49 @@ def test_cli_refuses_a_missing_plan_with_exit_2(
 ) -> None:
     assert main(["k8s", "render", str(tmp_path / "nope.yaml")]) == 2
     assert "no such plan file" in capsys.readouterr().err
+
+
+def test_a_pitr_source_gets_one_archiver_deployment_with_a_persistent_spool(
+    tmp_path: Path,
+) -> None:
+    path, plan = write_plan(tmp_path, "orders")
+    path.write_text(
+        path.read_text().replace(
+            "    password: env:APP_DB_PASSWORD\n",
+            "    password: env:APP_DB_PASSWORD\n    pitr: {}\n",
+            1,
+        )
+    )
+    documents = render_manifests([(path, load_plan(path))])
+    claim, deployment = documents[1:]
+    for document in (claim, deployment):
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    assert deployment["kind"] == "Deployment" and claim["kind"] == "PersistentVolumeClaim"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two on one slot
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["containers"][0]["args"] == [
+        "archive",
+        "/etc/drkit/plans/orders.yaml",
+        "--source",
+        "db",
+    ]
+    [spool] = [v for v in spec["volumes"] if v["name"] == "spool"]
+    assert spool["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert render_manifests([(path, plan)])[1:] == []  # without pitr: no archiver
+
+
+def test_a_mariadb_pitr_source_gets_an_archiver_deployment_too(tmp_path: Path) -> None:
+    path, _ = write_plan(tmp_path, "ledger")
+    path.write_text(
+        path.read_text().replace(
+            "    type: postgresql\n    url: postgresql://drkit@db.internal:5432/app\n",
+            "    type: mysql\n    url: mysql://drkit@db.internal:3306/app\n    pitr: {}\n",
+            1,
+        )
+    )
+    claim, deployment = render_manifests([(path, load_plan(path))])[1:]
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    assert claim["kind"] == "PersistentVolumeClaim"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["archive", "/etc/drkit/plans/ledger.yaml", "--source", "db"]

@@ -20,7 +20,9 @@ import yaml
 
 import drkit
 from drkit.catalog import Catalog
-from drkit.manifest import MANIFEST_NAME, Manifest
+from drkit.crypto import KeyfileKek
+from drkit.repository.layout import MANIFEST_NAME
+from drkit.repository.manifest import Manifest, open_manifest
 
 #: the checkout under test: children must import it, not another installed copy
 REPO_ROOT = Path(drkit.__file__).resolve().parents[1]
@@ -169,14 +171,18 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def committed_snapshots(root: Path, plan: str = PLAN_NAME) -> dict[str, Manifest]:
-    """The snapshots a filesystem store holds (its manifests), by id."""
+def committed_snapshots(
+    root: Path, plan: str = PLAN_NAME, key: Path | None = None
+) -> dict[str, Manifest]:
+    """The snapshots a filesystem store holds (its manifests, opened and authenticated), by
+    id. ``key`` defaults to the key file the setups write (``<tmp>/keys/primary.key`` for a
+    store at ``<tmp>/stores/<name>``)."""
+    keys = [KeyfileKek("primary", str(key or root.parent.parent / "keys" / "primary.key"))]
     found = {}
     for path in sorted((root / plan / "snapshots").glob(f"*/{MANIFEST_NAME}")):
-        manifest = Manifest.from_bytes(
-            path.read_bytes(), expect_plan=plan, expect_snapshot=path.parent.name
-        )
-        found[manifest.snapshot_id] = manifest
+        opened = open_manifest(path.read_bytes(), keys, plan=plan, snapshot_id=path.parent.name)
+        assert opened.authenticated, f"{path} is not a sealed manifest"
+        found[opened.manifest.snapshot_id] = opened.manifest
     return found
 
 
@@ -193,6 +199,19 @@ def assert_manifests_vouch_for_their_artifacts(root: Path, plan: str = PLAN_NAME
             assert path.stat().st_size == stored.size, f"{root.name}: {path} is cut short"
             assert sha256_file(path) == stored.sha256, f"{root.name}: {path} differs"
     return len(snapshots)
+
+
+def uncommitted_leftovers(root: Path, plan: str = PLAN_NAME) -> list[str]:
+    """What a filesystem store holds outside committed snapshots: objects of snapshot folders
+    without a manifest, and temporary files of cut-short writes."""
+    found = []
+    for folder in sorted((root / plan / "snapshots").glob("*")):
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        if not (folder / MANIFEST_NAME).is_file():
+            found += [str(p.relative_to(root)) for p in files]
+        else:
+            found += [str(p.relative_to(root)) for p in files if p.name.endswith(TEMP_SUFFIX)]
+    return found
 
 
 def assert_catalog_claims_only_what_stores_hold(

@@ -43,9 +43,11 @@ def setup(tmp_path: Path, postgres_database: str) -> Setup:
 
 
 def test_two_backups_at_once_make_two_complete_snapshots_that_verify(setup: Setup) -> None:
-    # A fresh catalog: both processes create its schema at the same moment.
-    first = start_drkit(setup.catalog, "backup", "--json", str(setup.plan))
-    second = start_drkit(setup.catalog, "backup", "--json", str(setup.plan))
+    # A fresh catalog: both processes create its schema at the same moment. They share the
+    # plan's lock: the one that does not get it first waits for it (--wait-for-lock).
+    waiting = ("backup", "--json", "--wait-for-lock", "2m", str(setup.plan))
+    first = start_drkit(setup.catalog, *waiting)
+    second = start_drkit(setup.catalog, *waiting)
     results = []
     for process in (first, second):
         completed = finish(process)

@@ -25,8 +25,9 @@ from drkit.actions.restore import RestoreRequest, execute_restore, prepare_resto
 from drkit.catalog import Catalog
 from drkit.crypto.artifact import PREFIX_SIZE, TAG_SIZE, header_size
 from drkit.errors import ExitCode, IntegrityError
-from drkit.manifest import artifact_key, manifest_key, sha256_hex
 from drkit.plan.loader import load_plan
+from drkit.repository.layout import artifact_key, manifest_key
+from drkit.repository.manifest import sha256_hex
 from drkit.stores import make_store
 
 from ..stores.conftest import (  # noqa: F401 - fixtures
@@ -284,25 +285,27 @@ def test_restic_retries_of_an_unreachable_backend_are_left_to_restic() -> None:
 
 
 @pytest.mark.parametrize("how", DAMAGES[:4])
-def test_damage_behind_a_rewritten_manifest_still_fails_authentication(
+def test_damage_behind_a_forged_plain_manifest_still_fails_authentication(
     how: str, tmp_path: Path
 ) -> None:
-    """Someone with write access to a store damages an artifact and rewrites the manifest's
-    size and hash to match: with no catalog to compare against, the chunks' authentication
-    catches it, before anything is restored."""
+    """Someone with write access to a store (and, worst case, the manifest's content) damages
+    an artifact and replaces the sealed manifest with a plain-JSON one of release 0.1.0's
+    format whose size and hash match the damage: with no catalog to compare against, the
+    chunks' authentication catches it before anything is restored."""
     setup = make_setup(tmp_path, filesystem_stores(tmp_path, "victim"))
     [snapshot], _ = take_snapshots(setup, 1)
     root = setup.stores["victim"]
+    resources = open_resources(load_plan(setup.plan), None)  # no catalog: the stores' word
+    store = resources.stores[0]
+    manifest = resources.repository.open_manifest(store, snapshot).manifest
     artifact = root / artifact_key(PLAN, snapshot, "app-config", "drkit")
     damaged = damage_artifact(artifact.read_bytes(), how)
     artifact.write_bytes(damaged)
-    manifest_path = root / manifest_key(PLAN, snapshot)
-    document = json.loads(manifest_path.read_text())
+    document = manifest.model_dump(mode="json") | {"format": 1}
     for entry in document["artifacts"]:
         if entry["source"] == "app-config":
             entry["encrypted"] |= {"size": len(damaged), "sha256": sha256_hex(damaged)}
-    manifest_path.write_text(json.dumps(document))
-    resources = open_resources(load_plan(setup.plan), None)  # no catalog: the stores' word
+    (root / manifest_key(PLAN, snapshot)).write_text(json.dumps(document))
     with pytest.raises(IntegrityError, match="victim: ") as raised:
         restore(resources, snapshot, tmp_path / "target")
     expected = {  # the hashes matched: the authenticated chunks caught it

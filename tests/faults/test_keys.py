@@ -78,7 +78,7 @@ def restore(setup: Setup, plan: Path, name: str, **env: str) -> Any:
 def assert_no_key_works(completed: Any, target: Path, *reasons: str) -> None:
     assert completed.returncode == ExitCode.KEY, completed.stdout + completed.stderr
     [error] = error_lines(completed.stderr)
-    assert error.startswith("drkit: error: no configured key opens the artifact"), error
+    assert error.startswith("drkit: error: no configured key opens snapshot "), error
     for reason in reasons:
         assert reason in error, (reason, error)
     assert "\n  hint: " in completed.stderr and "Traceback" not in completed.stderr
@@ -107,7 +107,13 @@ def test_missing_key_file_exits_8_naming_the_path(backed_up: Setup) -> None:
     missing = backed_up.tmp / "keys" / "gone.key"
     plan = backed_up.rewrite("missing-file.yaml", keys=[keyfile(missing)])
     completed, target = restore(backed_up, plan, "missing-file")
-    assert_no_key_works(completed, target, f"key file {missing} does not exist")
+    # the plan's only key cannot load: the preflight stops the restore before any store is read
+    assert completed.returncode == ExitCode.KEY, completed.stdout + completed.stderr
+    [error] = error_lines(completed.stderr)
+    assert error.startswith("drkit: error: restore of test-api not started: key primary"), error
+    assert f"key file {missing} does not exist" in error
+    assert "\n  hint: " in completed.stderr and "Traceback" not in completed.stderr
+    assert not target.exists()
 
 
 def test_wrong_passphrase_exits_8(backed_up: Setup) -> None:
@@ -140,7 +146,7 @@ def test_backup_with_a_missing_key_file_fails_and_commits_nothing(backed_up: Set
     plan = backed_up.rewrite("missing-for-backup.yaml", keys=[PASSPHRASE, keyfile(missing)])
     before = committed_snapshots(backed_up.stores["east"])
     completed = run_drkit(backed_up.catalog, "backup", str(plan))
-    assert completed.returncode in (ExitCode.FAILED, ExitCode.KEY), completed.stderr
-    reasons = [line for line in completed.stderr.splitlines() if str(missing) in line]
-    assert len(reasons) == 1 and "key 'primary'" in reasons[0], completed.stderr
+    assert completed.returncode == ExitCode.KEY, completed.stderr
+    [error] = error_lines(completed.stderr)
+    assert "not started: key primary" in error and str(missing) in error, completed.stderr
     assert committed_snapshots(backed_up.stores["east"]) == before

@@ -13,7 +13,7 @@ import pytest
 
 from drkit.catalog import Catalog
 from drkit.errors import ExitCode
-from drkit.manifest import MANIFEST_NAME
+from drkit.repository.layout import MANIFEST_NAME
 
 from .conftest import Setup, filesystem_stores, fill_postgres, make_setup
 from .helpers import (
@@ -26,6 +26,7 @@ from .helpers import (
     json_output,
     run_drkit,
     start_drkit,
+    uncommitted_leftovers,
     watch,
 )
 
@@ -107,6 +108,11 @@ def test_sigkill_anywhere_in_a_backup_leaves_nothing_that_looks_complete(setup: 
         else:
             assert code == 0, (label, stderr)  # it finished first: then it must have succeeded
         check_nothing_false_looks_complete(setup, label)
+        # the next command on the plan removes what the killed backup left in the stores
+        listed = run_drkit(setup.catalog, "snapshots", "--json", str(setup.plan))
+        assert listed.returncode == 0, (label, listed.stderr)
+        for root in setup.stores.values():
+            assert uncommitted_leftovers(root) == [], label
     assert len(killed) >= 20, killed
 
     for store, root in setup.stores.items():

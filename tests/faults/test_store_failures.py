@@ -16,13 +16,14 @@ import boto3
 import pytest
 
 from drkit.actions.backup import backup
-from drkit.actions.locate import find_snapshots, snapshots_from_stores
-from drkit.actions.outcome import Outcome
 from drkit.actions.resources import Resources
 from drkit.actions.restore import RestoreRequest, prepare_restore
 from drkit.catalog import Catalog
 from drkit.errors import ExitCode, SnapshotNotFound, StoreError
-from drkit.manifest import MANIFEST_NAME, snapshot_prefix
+from drkit.outcome import Outcome
+from drkit.repository import find_snapshots
+from drkit.repository.layout import MANIFEST_NAME, snapshot_prefix
+from drkit.repository.locate import snapshots_from_stores
 from drkit.stores.base import Store
 from drkit.stores.faults import FaultyStore, connection_reset, disk_full
 
@@ -85,7 +86,7 @@ def test_store_failing_mid_stream_degrades_and_commits_nothing_there(
     record = catalog.get_snapshot(result.snapshot_id)
     assert record is not None and record.status == "complete"
     assert record.complete_stores() == ["west"]
-    assert [e.stores for e in find_snapshots(resources)] == [["west"]]
+    assert [e.stores for e in find_snapshots(resources.repository, resources.catalog)] == [["west"]]
 
 
 class FailingManifestStore(FaultyStore):
@@ -116,7 +117,9 @@ def test_failed_manifest_write_leaves_no_snapshot_and_cleans_the_artifacts(
     assert committed_snapshots(west_root) == {}
     assert snapshot_files(west_root, result.snapshot_id) == []  # west answers: cleaned up
     # east holds a whole, committed copy, but the run failed: nothing offers it as complete
-    assert [(e.stores, e.status) for e in find_snapshots(resources)] == [(["east"], "incomplete")]
+    assert [
+        (e.stores, e.status) for e in find_snapshots(resources.repository, resources.catalog)
+    ] == [(["east"], "incomplete")]
     with pytest.raises(SnapshotNotFound):
         prepare_restore(resources, RestoreRequest())
 
@@ -212,7 +215,7 @@ def test_s3_server_stopped_mid_backup_degrades_and_commits_nothing_there(
     moto.start()  # back up: what did the outage leave?
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert not [key for key in keys if key.endswith(MANIFEST_NAME)], keys
-    assert snapshots_from_stores(resources, resources.stores[:1]) == []
+    assert snapshots_from_stores(resources.repository, [resources.stores[0].name]) == []
     again = backup(resources)
     assert again.outcome is Outcome.OK, again.error
 

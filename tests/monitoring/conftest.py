@@ -117,3 +117,33 @@ def make_plan(tmp_path: Path, stores: list[dict[str, Any]]) -> Callable[..., Pla
         return load(plan_document(tmp_path, stores, **extra))
 
     return build
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on a free port."""
+    import shutil
+    import subprocess
+    import time
+
+    from tests.conftest import free_port, is_port_open, require
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    require(binary is not None, "prometheus-pushgateway is not installed (scripts/setup test)")
+    assert binary is not None
+    port = free_port()
+    log = (tmp_path / "pushgateway.log").open("wb")
+    process = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not is_port_open("127.0.0.1", port):
+            assert process.poll() is None, (tmp_path / "pushgateway.log").read_text()
+            assert time.monotonic() < deadline, "the pushgateway did not start"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()

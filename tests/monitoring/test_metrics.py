@@ -31,6 +31,7 @@ from drkit.monitoring.metrics import (
     render_metrics,
     write_metrics_file,
 )
+from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
 from tests.conftest import free_port
 
@@ -63,7 +64,7 @@ def plan_after_backup_and_drill(
     resources = open_resources(plan, catalog)
     assert backup(resources).outcome.value == "ok"
     [result] = drill(resources)
-    assert result.outcome == "passed", result.to_json()
+    assert result.outcome is Outcome.OK, result.to_json()
     return plan
 
 
@@ -79,7 +80,7 @@ def test_metrics_file_parses_and_holds_the_catalogs_values(
 
     run = catalog.last_run(plan.name, "backup")
     assert run is not None and run.finished_at is not None
-    backup_job = {"plan": plan.name, "job": "backup"}
+    backup_job = {"plan": plan.name, "drkit_job": "backup"}
     assert value(samples, "drkit_last_success_timestamp_seconds", **backup_job) == pytest.approx(
         run.finished_at.timestamp()
     )
@@ -92,12 +93,14 @@ def test_metrics_file_parses_and_holds_the_catalogs_values(
     for job in ("backup", "drill"):
         outcomes = {
             outcome: value(
-                samples, "drkit_last_run_outcome", plan=plan.name, job=job, outcome=outcome
+                samples, "drkit_last_run_outcome", plan=plan.name, drkit_job=job, outcome=outcome
             )
             for outcome in OUTCOMES
         }
         assert outcomes == {"ok": 1, "degraded": 0, "failed": 0, "breached": 0, "interrupted": 0}
-    assert not [s for s in names_with(samples, "drkit_last_run_outcome") if s["job"] == "prune"]
+    assert not [
+        s for s in names_with(samples, "drkit_last_run_outcome") if s["drkit_job"] == "prune"
+    ]
 
     [snapshot] = catalog.list_snapshots(plan.name)
     for store in ("east", "west"):
@@ -161,7 +164,7 @@ def test_last_success_survives_a_later_failure_and_a_running_run_is_skipped(
         samples = parse(render_metrics(collect_metrics(reopened, [make_plan()])))
         assert last_outcome(reopened, "test-api", "backup") == "failed"
         assert last_outcome(reopened, "test-api", "backup", exclude_run_id=second) == "ok"
-    job = {"plan": "test-api", "job": "backup"}
+    job = {"plan": "test-api", "drkit_job": "backup"}
     minute = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
     assert value(samples, "drkit_last_success_timestamp_seconds", **job) == minute + 60
     assert value(samples, "drkit_last_run_timestamp_seconds", **job) == minute + 180

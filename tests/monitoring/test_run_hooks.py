@@ -94,7 +94,7 @@ def test_run_pings_notifies_on_failure_and_recovery_and_writes_metrics(
     [success] = [
         s
         for s in families["drkit_last_success_timestamp_seconds"].samples
-        if s.labels == {"plan": "test-api", "job": "backup"}
+        if s.labels == {"plan": "test-api", "drkit_job": "backup"}
     ]
     assert success.value > 0
     assert "drkit_rpo_seconds" in families

@@ -80,8 +80,9 @@ copies:
 """
     problems = problems_of(text)
     assert problems == [
+        # a missing field points at the key of the mapping that lacks it
+        "plan.yaml:3: objectives.rto: field required",
         "plan.yaml:4: objectives.rpo: 'soon' is not a duration; write e.g. 90s, 15m, 1h or 7d",
-        "plan.yaml:4: objectives.rto: field required",
         "plan.yaml:9: sources[0].colour: unknown field",
         "plan.yaml:11: keys[0].path: field required",
         "plan.yaml:14: stores[0].region: field required",
@@ -92,6 +93,15 @@ copies:
 def test_unknown_top_level_key_is_an_error() -> None:
     assert problems_of(MINIMAL + "retention_days: 7\n") == [
         "plan.yaml:16: retention_days: unknown field"
+    ]
+
+
+def test_misspelled_top_level_key_with_a_block_value_points_at_the_key_line() -> None:
+    # the value of `retenton:` starts on the next line; the problem is the key itself
+    text = MINIMAL + "retenton:\n  keep_last: 3\ndril:\n\n  checks: []\n"
+    assert problems_of(text) == [
+        "plan.yaml:16: retenton: unknown field",
+        "plan.yaml:18: dril: unknown field",
     ]
 
 
@@ -290,4 +300,71 @@ def test_plan_reference_in_docs_is_generated_from_the_schema() -> None:
     from drkit.plan.reference import render_reference
 
     committed = (Path(__file__).parents[2] / "docs" / "plan-reference.md").read_text()
-    assert committed == render_reference(), "run: python -m drkit.plan.reference > docs/plan-reference.md"
+    assert committed == render_reference(), (
+        "run: python -m drkit.plan.reference > docs/plan-reference.md"
+    )
+
+
+def test_a_nul_byte_in_a_command_checks_argv_is_a_plan_error_with_its_line() -> None:
+    text = MINIMAL + 'drill:\n  checks:\n    - type: command\n      run: ["echo", "a\\0b"]\n'
+    [problem] = problems_of(text)
+    assert problem.startswith("plan.yaml:19: drill.checks[0].run: ")
+    assert "argument 1 holds a NUL byte" in problem
+
+
+def test_a_command_check_names_the_environment_it_gets() -> None:
+    text = MINIMAL + (
+        "drill:\n  checks:\n    - type: command\n      run: [./smoke]\n"
+        "      env: {API_URL: 'http://127.0.0.1:8080', API_TOKEN: 'env:SMOKE_TOKEN'}\n"
+    )
+    [check] = parse_plan(text, "plan.yaml").drill.checks
+    assert check.env == {"API_URL": "http://127.0.0.1:8080", "API_TOKEN": "env:SMOKE_TOKEN"}
+
+
+@pytest.mark.parametrize("kind", ["large file", "device"])
+def test_a_plan_larger_than_a_mebibyte_is_refused_without_reading_it_all(
+    tmp_path: Path, kind: str
+) -> None:
+    path = Path("/dev/zero")
+    if kind == "large file":
+        path = tmp_path / "huge.yaml"
+        path.write_text(MINIMAL + "# padding\n" * 120_000)
+    with pytest.raises(PlanError, match="larger than 1024 KiB, too large for a plan") as raised:
+        load_plan(path)
+    assert raised.value.exit_code == ExitCode.USAGE
+
+
+def test_an_unchanged_plan_loads_from_the_parse_cache_with_the_environment_of_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRKIT_HOME", str(tmp_path / "home"))
+    path = tmp_path / "api.yaml"
+    path.write_text(MINIMAL.replace("path: /tmp/store", "path: ${STORE_ROOT}/store"))
+    monkeypatch.setenv("STORE_ROOT", "/srv/one")
+    first = load_plan(path)
+    [entry] = (tmp_path / "home" / "cache" / "plans").glob("*.json")
+    assert "${STORE_ROOT}" in entry.read_text()  # the parse, before interpolation
+
+    for parse in ("load", "compose"):  # a second parse would fail: the cache is read
+        monkeypatch.setattr(yaml, parse, None)
+    monkeypatch.setenv("STORE_ROOT", "/srv/two")
+    second = load_plan(path)
+    assert first.stores[0].path != second.stores[0].path  # type: ignore[union-attr]
+    assert str(second.stores[0].path).startswith("/srv/two")  # type: ignore[union-attr]
+
+
+def test_a_damaged_cache_entry_is_ignored_and_an_edited_plan_is_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRKIT_HOME", str(tmp_path / "home"))
+    path = tmp_path / "api.yaml"
+    path.write_text(MINIMAL)
+    load_plan(path)
+    [entry] = (tmp_path / "home" / "cache" / "plans").glob("*.json")
+    entry.write_text("{not json")
+    assert load_plan(path).name == "api"
+    path.write_text(MINIMAL.replace("name: api", "name: billing"))
+    assert load_plan(path).name == "billing"
+    path.write_text(MINIMAL.replace("region: here", "region: here\n    bogus: 1"))
+    with pytest.raises(PlanError):
+        load_plan(path)

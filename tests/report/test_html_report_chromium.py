@@ -53,6 +53,7 @@ def test_html_report_renders_with_figures_and_charts(
     browser = chromium()
     demo = tmp_path / "demo"
     monkeypatch.setenv("DRKIT_DEMO_DIR", str(demo))
+    monkeypatch.setenv("DRKIT_CATALOG", f"sqlite:///{demo / 'catalog.db'}")  # the demo's runs
     assert main(["demo"]) == 0
     capsys.readouterr()
     report = tmp_path / "report.html"
@@ -86,7 +87,10 @@ def test_html_report_renders_with_figures_and_charts(
     # a healthy demo is far below its objectives: the charts say so instead of a flat line
     assert "objective 5m00s (far above every value)" in dom and "objective 1h00m" in dom
     assert re.search(r"Drills run / passed</th><td[^>]*>1 / 1<", dom)
-    assert re.search(r"Backups due / taken / complete</th><td[^>]*>\d+ / 1 / 1<", dom)
+    assert re.search(
+        r"Backups due / taken / succeeded / failed / interrupted</th><td[^>]*>\d+ / 1 / 1 / 0 / 0 ",
+        dom,
+    )
     snapshot_id = re.search(r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}", dom)
     assert snapshot_id is not None
     shot = tmp_path / "report.png"

@@ -1,11 +1,18 @@
-"""The ephemeral PostgreSQL sandbox really starts a cluster, hands out empty databases, and
-leaves no process, port or folder behind on any exit path."""
+"""The ephemeral PostgreSQL sandbox really starts a cluster that only drkit can reach (its own
+0700 folder, a socket there, a password on every connection, TCP only when asked), hands out
+empty databases and read-only targets, and leaves no process, port, folder or lease behind on
+any exit path; a cluster whose drill was killed is removed by its lease's cleaner."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import socket
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -13,7 +20,9 @@ import pytest
 
 from drkit.errors import SandboxError
 from drkit.execute import has_program
+from drkit.leases import registry
 from drkit.plan.schema import PostgresqlSource, SqliteSource
+from drkit.sandboxes.cluster import remove_leftover_cluster
 from drkit.sandboxes.ephemeral_postgres import (
     EphemeralPostgres,
     is_process_alive,
@@ -39,8 +48,9 @@ def is_port_open(port: int) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _server_binaries() -> None:
+def _server_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require(has_program("initdb") and has_program("pg_ctl"), "initdb/pg_ctl are not installed")
+    monkeypatch.setenv("DRKIT_HOME", str(tmp_path / "home"))
 
 
 def postmaster_of(sandbox: EphemeralPostgres) -> int:
@@ -53,45 +63,98 @@ def assert_gone(directory: Path, port: int, pids: list[int]) -> None:
     assert not any(is_process_alive(pid) for pid in pids)
     assert not is_port_open(port)
     assert not directory.exists()
+    assert not list(registry.list_leases())
 
 
-def test_cluster_serves_an_empty_database_per_source_and_is_gone_afterwards() -> None:
+def server_settings(connection: psycopg.Connection) -> dict[str, str]:
+    rows = connection.execute(
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('fsync', 'listen_addresses', 'unix_socket_directories', 'password_encryption')"
+    ).fetchall()
+    return {str(name): str(setting) for name, setting in rows}
+
+
+def test_cluster_listens_only_on_a_private_socket_and_is_gone_afterwards() -> None:
     with EphemeralPostgres() as sandbox:
         target = sandbox.target_for(orders_source())
-        assert target.location == f"postgresql://postgres@127.0.0.1:{sandbox.port}/orders_db"
+        assert sandbox.directory is not None and sandbox.port is not None
+        assert target.location == sandbox.url_for("orders_db")
         assert sandbox.target_for(orders_source()) == target  # stable per source
-        with psycopg.connect(target.location, autocommit=True) as connection:
+        assert target.password is not None
+        with psycopg.connect(target.location, password=target.password.reveal()) as connection:
             connection.execute("CREATE TABLE orders (id int)")
-            settings = dict(
-                connection.execute(
-                    "SELECT name, setting FROM pg_settings WHERE name IN "
-                    "('fsync', 'listen_addresses', 'unix_socket_directories')"
-                ).fetchall()
-            )
-            owner = connection.execute(
-                "SELECT usename FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
-            ).fetchone()
-        assert settings == {
-            "fsync": "off",
-            "listen_addresses": "127.0.0.1",
-            "unix_socket_directories": str(sandbox.directory),
-        }
-        assert owner is not None
-        assert sandbox.directory is not None and (sandbox.directory / "data").is_dir()
+            assert server_settings(connection) == {
+                "fsync": "off",
+                "listen_addresses": "",
+                "unix_socket_directories": str(sandbox.directory),
+                "password_encryption": "scram-sha-256",
+            }
+        assert stat.S_IMODE(sandbox.directory.stat().st_mode) == 0o700
+        assert not is_port_open(sandbox.port)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(target.location, password="").close()
+        [(_, lease)] = registry.list_leases()
+        assert lease.kind == "ephemeral-postgresql"
+        assert lease.data["path"] == str(sandbox.directory)
         directory, port = sandbox.directory, sandbox.port
         pids = [postmaster_of(sandbox)]
-        assert "127.0.0.1" in sandbox.describe()
-    assert port is not None
+        assert "socket only" in sandbox.describe()
     assert_gone(directory, port, pids)
 
 
+def test_with_tcp_it_listens_on_localhost_and_still_demands_the_password() -> None:
+    with EphemeralPostgres(tcp=True) as sandbox:
+        sandbox.target_for(orders_source())
+        reader = sandbox.reader_target_for(orders_source())
+        assert reader.location == f"postgresql://drkit_reader@127.0.0.1:{sandbox.port}/orders_db"
+        superuser = f"postgresql://postgres@127.0.0.1:{sandbox.port}/orders_db"
+        for url in (superuser, reader.location):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(url, password="wrong", connect_timeout=5).close()
+        assert reader.password is not None
+        with psycopg.connect(reader.location, password=reader.password.reveal()) as connection:
+            assert connection.execute("SELECT current_user").fetchone() == ("drkit_reader",)
+
+
+def test_the_reader_reads_what_was_restored_and_can_change_nothing() -> None:
+    with EphemeralPostgres() as sandbox:
+        target = sandbox.target_for(orders_source())
+        assert target.password is not None
+        with psycopg.connect(target.location, password=target.password.reveal()) as connection:
+            connection.execute("CREATE SCHEMA billing")
+            connection.execute("CREATE TABLE billing.orders AS SELECT 42 AS total")
+        reader = sandbox.reader_target_for(orders_source())
+        assert reader.password is not None and reader.password != target.password
+        with psycopg.connect(
+            reader.location, password=reader.password.reveal(), autocommit=True
+        ) as connection:
+            assert connection.execute("SELECT total FROM billing.orders").fetchone() == (42,)
+            for statement in (
+                "DROP TABLE billing.orders",
+                "INSERT INTO billing.orders VALUES (1)",
+                "CREATE TABLE billing.more (id int)",
+                "CREATE TEMP TABLE scratch (id int)",
+                "COPY (SELECT 1) TO PROGRAM 'true'",
+                "SET default_transaction_read_only = off; CREATE TABLE public.x (id int)",
+            ):
+                with pytest.raises(psycopg.Error):
+                    connection.execute(statement)
+        with pytest.raises(psycopg.OperationalError):  # nor any other database
+            psycopg.connect(
+                sandbox.url_for("postgres", user="drkit_reader"),
+                password=reader.password.reveal(),
+            ).close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand the cluster to postgres")
-def test_as_root_the_server_runs_as_the_postgres_user() -> None:
+def test_as_root_the_server_runs_as_the_postgres_user_in_a_folder_of_its_own() -> None:
     with EphemeralPostgres() as sandbox:
         pid = sandbox.postmaster_pid()
-        assert pid is not None
+        assert pid is not None and sandbox.directory is not None
         real_uid = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]
         assert int(real_uid) == pwd.getpwnam("postgres").pw_uid
+        assert sandbox.directory.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        assert not (sandbox.directory / "superuser-password").exists()
 
 
 @pytest.mark.parametrize(
@@ -110,6 +173,45 @@ def test_cluster_is_torn_down_when_the_drill_fails(failure: BaseException) -> No
     assert_gone(directory, port, pids)
 
 
+def test_the_leases_cleaner_removes_a_running_cluster_that_lost_its_drill() -> None:
+    sandbox = EphemeralPostgres().__enter__()  # never exited, as when drkit is killed
+    sandbox.target_for(orders_source())
+    assert sandbox.directory is not None and sandbox.port is not None
+    directory, port, pids = sandbox.directory, sandbox.port, [postmaster_of(sandbox)]
+    [(path, lease)] = registry.list_leases()
+    remove_leftover_cluster(lease, None)
+    registry.release(lease)
+    assert_gone(directory, port, pids)
+    assert not path.exists()
+
+
+def test_the_leases_cleaner_ends_an_initdb_still_writing_into_the_folder(tmp_path: Path) -> None:
+    """A drill killed during initdb leaves initdb running, writing files into the folder, with
+    no postmaster.pid to find it by: the cleaner ends it before removing the folder."""
+    directory = tmp_path / "drkit-sandbox-pg-leftover"
+    data = directory / "data"
+    data.mkdir(parents=True)
+    writer = (
+        "import sys, time, pathlib\n"
+        "folder = pathlib.Path(sys.argv[2])\n"
+        "for n in range(100000):\n"
+        "    (folder / f'file-{n}').write_text('x'); time.sleep(0.001)\n"
+    )
+    # the same shape as initdb's command line: -D naming the data folder
+    stand_in = subprocess.Popen([sys.executable, "-c", writer, "-D", str(data)])
+    try:
+        while not any(data.iterdir()):
+            time.sleep(0.01)
+        lease = registry.take("ephemeral-postgresql", "leftover", data={"path": str(directory)})
+        remove_leftover_cluster(lease, None)
+        registry.release(lease)
+        assert stand_in.wait(timeout=10) == -signal.SIGKILL
+        assert not directory.exists()
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
 def test_a_non_postgresql_source_is_refused() -> None:
     with EphemeralPostgres() as sandbox, pytest.raises(SandboxError, match="cannot hold sqlite"):
         sandbox.target_for(SqliteSource(name="cache", type="sqlite", path="/tmp/x.db"))
@@ -118,14 +220,16 @@ def test_a_non_postgresql_source_is_refused() -> None:
 def test_server_commands_are_built_as_argv_tuples() -> None:
     run_as = ("/usr/sbin/runuser", "-u", "postgres", "--")
     data = Path("/tmp/sandbox/data")
-    assert make_initdb_command(run_as, "initdb", data).argv == (
+    password_file = Path("/tmp/sandbox/superuser-password")
+    assert make_initdb_command(run_as, "initdb", data, password_file).argv == (
         *run_as,
         "initdb",
         "-D",
         "/tmp/sandbox/data",
         "-U",
         "postgres",
-        "--auth=trust",
+        "--auth=scram-sha-256",
+        "--pwfile=/tmp/sandbox/superuser-password",
         "--encoding=UTF8",
         "--locale=C",
         "--no-sync",

@@ -14,7 +14,7 @@ import pytest
 
 from drkit.errors import RefusedError, SourceError
 from drkit.plan.schema import FilesSource
-from drkit.sources import make_source
+from drkit.sources import make_source, tree_archive
 from drkit.sources.base import Target, compare_fingerprints
 from drkit.sources.files import CHUNK_SIZE, FileTree, member_name
 
@@ -194,15 +194,17 @@ def test_missing_path_fails_before_streaming(tmp_path: Path) -> None:
 def test_file_shrinking_while_read_fails_naming_the_file(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = tarfile.TarFile.gettarinfo
+    original = tree_archive.header_for
 
-    def stat_says_bigger(self: tarfile.TarFile, *args: object, **kwargs: object) -> tarfile.TarInfo:
-        info = original(self, *args, **kwargs)  # type: ignore[arg-type]
-        if info.name.endswith("run.sh"):
+    def stat_says_bigger(
+        member: str, status: os.stat_result, linkname: str = ""
+    ) -> tarfile.TarInfo | None:
+        info = original(member, status, linkname)
+        if info is not None and info.name.endswith("run.sh"):
             info.size += 4096  # as if the file lost 4 KiB between stat and read
         return info
 
-    monkeypatch.setattr(tarfile.TarFile, "gettarinfo", stat_says_bigger)
+    monkeypatch.setattr(tree_archive, "header_for", stat_says_bigger)
     with pytest.raises(SourceError, match=r"run\.sh shrank"):
         capture(tree_source(tree))
 

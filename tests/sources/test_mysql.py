@@ -22,14 +22,13 @@ from drkit.secrets import Secret
 from drkit.sources import mysql
 from drkit.sources.base import Capture, Target, compare_fingerprints
 from drkit.sources.mysql import (
-    DumpReader,
     MysqlDatabase,
-    count_tuples,
     format_option_file,
     make_dump_command,
     make_restore_command,
     write_option_file,
 )
+from drkit.sources.mysql_dump import DumpReader, count_tuples
 from drkit.sources.urls import parse_database_url
 
 pytestmark = pytest.mark.mysql
@@ -117,7 +116,11 @@ def execute(url: str, statements: list[str]) -> None:
 
 
 def scalar(url: str, query: str) -> object:
-    connection = connect(url)
+    return first_value(connect(url), query)
+
+
+def first_value(connection: pymysql.Connection, query: str) -> object:  # type: ignore[type-arg]
+    """The first column of ``query``'s first row (None without a row); closes ``connection``."""
     try:
         with connection.cursor() as cursor:
             cursor.execute(query)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import secrets
 import signal
@@ -16,12 +17,14 @@ import pytest
 from drkit.errors import SourceError
 from drkit.plan.schema import PostgresqlSource
 from drkit.secrets import Secret
+from drkit.sources import pgarchive
 from drkit.sources.base import Capture, Target, compare_fingerprints
 from drkit.sources.postgresql import (
     LARGE_OBJECTS_TABLE,
     PostgresqlDatabase,
     make_dump_command,
     make_restore_command,
+    password_file,
 )
 from drkit.sources.urls import parse_database_url
 
@@ -147,7 +150,7 @@ def rich_database(postgres_database: str) -> str:
 # --- pure command builders ---------------------------------------------------------------------
 
 
-def test_dump_command_streams_uncompressed_custom_archive_with_password_only_in_env() -> None:
+def test_dump_command_streams_uncompressed_custom_archive_with_password_only_in_a_file() -> None:
     url = parse_database_url("postgresql://backup@db.internal:5433/orders?sslmode=require")
     command = make_dump_command(url, snapshot_id="00000003-1B", password=Secret("s3cret"))
     assert command.argv == (
@@ -158,7 +161,8 @@ def test_dump_command_streams_uncompressed_custom_archive_with_password_only_in_
         "--snapshot=00000003-1B",
         "--dbname=postgresql://backup@db.internal:5433/orders?sslmode=require",
     )
-    assert command.env["PGPASSWORD"] == "s3cret"
+    assert command.secret_files["PGPASSFILE"].reveal() == "*:*:*:*:s3cret\n"
+    assert not any("s3cret" in value for value in command.env.values())
     assert not any("s3cret" in argument for argument in command.argv)
     assert "s3cret" not in command.describe()
 
@@ -175,7 +179,13 @@ def test_restore_command_runs_parallel_jobs_without_owners_or_privileges() -> No
         "--dbname=postgresql://postgres@127.0.0.1:5432/sandbox",
         "/tmp/x/restore.pgdump",
     )
-    assert "PGPASSWORD" not in command.env
+    assert "PGPASSWORD" not in command.env and not command.secret_files
+
+
+def test_password_file_escapes_colons_and_backslashes_and_refuses_line_breaks() -> None:
+    assert password_file(Secret("a:b\\c")) == {"PGPASSFILE": Secret("*:*:*:*:a\\:b\\\\c\n")}
+    with pytest.raises(SourceError, match="line break"):
+        password_file(Secret("a\nb"))
 
 
 # --- capture and restore -----------------------------------------------------------------------
@@ -255,6 +265,20 @@ def test_rows_committed_while_the_dump_streams_are_neither_counted_nor_dumped(
     assert scalar(rich_database, "SELECT count(*) FROM public.audit") == 6050
 
 
+def test_fingerprint_taken_beside_the_dump_is_complete_once_the_stream_ends(
+    rich_database: str,
+) -> None:
+    source = make_source(rich_database)
+    with source.snapshot() as capture:
+        assert capture.fingerprint == {}  # counted while pg_dump streams, filled in at its end
+        execute(rich_database, "DELETE FROM public.audit WHERE id <= 100")
+        for _ in capture.chunks:
+            pass
+    assert capture.fingerprint["tables"]["public.audit"] == 6000
+    assert capture.fingerprint["schema_sha256"]
+    assert scalar(rich_database, "SELECT count(*) FROM public.audit") == 5900
+
+
 def test_restore_with_replace_drops_what_the_target_held(
     rich_database: str, new_database_url: str
 ) -> None:
@@ -280,7 +304,9 @@ def test_restore_into_non_empty_database_without_replace_fails_with_source_error
 ) -> None:
     source = make_source(rich_database)
     data, _ = capture_bytes(source)
-    with pytest.raises(SourceError, match=r"restoring orders into .* failed: pg_restore"):
+    with pytest.raises(
+        SourceError, match=r"restoring orders into .* failed: schema \"app\" already exists"
+    ):
         source.restore(io.BytesIO(data), source.default_target())
 
 
@@ -367,3 +393,90 @@ def test_query_cannot_write(rich_database: str) -> None:
     with pytest.raises(SourceError, match="read-only transaction"):
         source.query(source.default_target(), "DELETE FROM public.audit RETURNING 1")
     assert scalar(rich_database, "SELECT count(*) FROM public.audit") == 6000
+
+
+# --- data offsets of a staged archive ----------------------------------------------------------
+
+
+def dump_twice(url: str, folder: Path) -> tuple[Path, Path]:
+    """The same snapshot dumped through a pipe (no offsets) and to a file (pg_dump's own)."""
+    piped, filed = folder / "piped.pgdump", folder / "filed.pgdump"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        row = connection.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        dump = ["pg_dump", "-Fc", "-Z0", f"--snapshot={row[0]}", f"--dbname={url}"]
+        piped.write_bytes(subprocess.run(dump, capture_output=True, check=True).stdout)
+        subprocess.run([*dump, f"--file={filed}"], check=True)
+    return piped, filed
+
+
+def data_offsets(path: Path) -> dict[int, tuple[int, int]]:
+    """Each data entry of the archive's TOC: (offset flag, offset), by dump id."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        reader = pgarchive._Reader(data)
+        _, offset_size = pgarchive._read_header(reader)
+        return {
+            entry.dump_id: (
+                data[entry.offset_field],
+                int.from_bytes(data[entry.offset_field + 1 : entry.offset_field + 1 + offset_size], "little"),
+            )
+            for entry in pgarchive._read_toc(reader, offset_size)
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize("window", [pgarchive.RELEASE_BYTES, mmap.PAGESIZE])
+@pytest.mark.parametrize("method", ["walk", "search"])
+def test_offsets_added_to_a_piped_archive_are_the_ones_pg_dump_writes_to_a_file(
+    rich_database: str, tmp_path: Path, method: str, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A window of one page: blocks found across windows, pages released as the search goes.
+    monkeypatch.setattr(pgarchive, "RELEASE_BYTES", window)
+    piped, filed = dump_twice(rich_database, tmp_path)
+    expected = data_offsets(filed)
+    assert {flag for flag, _ in data_offsets(piped).values()} == {pgarchive.OFFSET_NOT_SET}
+
+    pgarchive.add_offsets(piped, method=method)
+
+    assert data_offsets(piped) == expected
+    assert {flag for flag, _ in expected.values()} == {pgarchive.OFFSET_SET}
+    assert len(expected) >= 5  # the tables, the materialized view, the large objects
+
+
+def test_an_archive_that_cannot_be_understood_is_left_as_it_is(
+    rich_database: str, tmp_path: Path
+) -> None:
+    piped, _ = dump_twice(rich_database, tmp_path)
+    whole = piped.read_bytes()
+    for damaged in (whole[:5] + bytes([1, 99]) + whole[7:], whole[:400]):  # version, cut TOC
+        piped.write_bytes(damaged)
+
+        assert pgarchive.index_archive(piped) is None
+        assert piped.read_bytes() == damaged
+
+
+def test_a_staging_file_is_loaded_in_place_and_a_pipe_through_a_private_copy(
+    tmp_path: Path,
+) -> None:
+    staged = tmp_path / "artifact.plain"
+    staged.write_bytes(b"not an archive")
+    with staged.open("rb") as stream, pgarchive.seekable_archive(stream) as archive:
+        assert archive == staged
+    with io.BufferedReader(io.BytesIO(b"not an archive")) as stream:  # type: ignore[arg-type]
+        with pgarchive.seekable_archive(stream) as archive:
+            assert archive != staged and archive.read_bytes() == b"not an archive"
+            assert (archive.parent.stat().st_mode & 0o777) == 0o700
+        assert not archive.exists()
+
+
+def test_a_failed_pg_restore_is_explained_by_its_first_error_not_a_dead_worker() -> None:
+    from drkit.sources.pg_fidelity import explain_restore_failure
+
+    stderr = (
+        'pg_restore: error: could not execute query: ERROR:  role "app_rw" does not exist\n'
+        "Command was: CREATE POLICY tenant_rows ON app.orders TO app_rw USING (true);\n"
+        "pg_restore: error: a worker process died unexpectedly\n"
+    )
+    cause, hint = explain_restore_failure(stderr)
+    assert cause == 'role "app_rw" does not exist'
+    assert "--roles create" in hint and "app_rw" in hint

@@ -4,7 +4,9 @@ safe restores (atomic, never over a database without replace)."""
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
+import stat
 import tempfile
 import threading
 import typing
@@ -106,7 +108,7 @@ def test_snapshot_while_the_application_writes_is_consistent_and_counts_match_th
     assert tables["order_lines"] == 2 * tables["orders"]  # no half-committed transaction
     assert tables["orders"] >= 3 + 50
     target = Target(str(tmp_path / "restored" / "app.db"))
-    source_for(database).restore(io.BytesIO(data), target)
+    source_for(database).restore(io.BytesIO(data), target, captured=fingerprint)
     restored = source_for(database).fingerprint_target(target, fingerprint)
     assert restored["tables"] == tables
     assert compare_fingerprints(fingerprint, restored) == []
@@ -209,3 +211,72 @@ def test_query_returns_the_first_value_and_cannot_write(database: Path) -> None:
     with pytest.raises(SourceError, match="readonly"):
         source.query(target, "INSERT INTO orders (total) VALUES (1)")
     assert source.query(target, "SELECT count(*) FROM orders") == 3
+
+
+IS_ROOT = os.geteuid() == 0
+NOBODY = 65534
+
+
+def test_restore_keeps_the_captured_mode_and_verification_checks_it(
+    database: Path, tmp_path: Path
+) -> None:
+    database.chmod(0o640)
+    source = source_for(database)
+    data, fingerprint = capture_bytes(source)
+    assert fingerprint["file"] == {
+        "mode": "0640",
+        "uid": database.stat().st_uid,
+        "gid": database.stat().st_gid,
+    }
+    target = tmp_path / "restored" / "app.db"
+    source.restore(io.BytesIO(data), Target(str(target)), captured=fingerprint)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert (
+        compare_fingerprints(
+            fingerprint, source.fingerprint_target(Target(str(target)), fingerprint)
+        )
+        == []
+    )
+    target.chmod(0o600)
+    assert compare_fingerprints(
+        fingerprint, source.fingerprint_target(Target(str(target)), fingerprint)
+    ) == ["file mode: expected 0640, found 0600"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root can give a file to another owner")
+def test_restore_in_place_as_root_gives_the_file_back_to_its_owner(database: Path) -> None:
+    database.chmod(0o640)
+    os.chown(database, NOBODY, NOBODY)
+    source = source_for(database)
+    data, fingerprint = capture_bytes(source)
+    os.chown(database, 0, 0)  # as if an earlier restore had taken it over
+    database.chmod(0o600)
+    source.restore(io.BytesIO(data), Target(str(database)), replace=True, captured=fingerprint)
+    status = database.stat()
+    assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (NOBODY, NOBODY, 0o640)
+    assert (
+        compare_fingerprints(
+            fingerprint, source.fingerprint_target(Target(str(database)), fingerprint)
+        )
+        == []
+    )
+    os.chown(database, 0, NOBODY)
+    [problem] = compare_fingerprints(
+        fingerprint, source.fingerprint_target(Target(str(database)), fingerprint)
+    )
+    assert problem == f"file uid: expected {NOBODY}, found 0"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root can give a file to another owner")
+def test_a_snapshot_without_mode_and_owner_keeps_those_of_the_file_it_replaces(
+    database: Path,
+) -> None:
+    source = source_for(database)
+    data, fingerprint = capture_bytes(source)
+    old = {key: value for key, value in fingerprint.items() if key != "file"}  # drkit 0.1.0
+    database.chmod(0o660)
+    os.chown(database, NOBODY, NOBODY)
+    source.restore(io.BytesIO(data), Target(str(database)), replace=True, captured=old)
+    status = database.stat()
+    assert (status.st_uid, stat.S_IMODE(status.st_mode)) == (NOBODY, 0o660)
+    assert compare_fingerprints(old, source.fingerprint_target(Target(str(database)), old)) == []

@@ -252,8 +252,39 @@ def _restic_s3_case(request: pytest.FixtureRequest) -> StoreCase:
     )
 
 
+def _no_wait(_seconds: float) -> None:
+    return None
+
+
+def _retrying_case(request: pytest.FixtureRequest) -> StoreCase:
+    """The retry wrapper over the in-memory store (its unreachable twin retries, then fails)."""
+    from drkit.stores.retry import RetryingStore
+
+    inner = _memory_case(request)
+    return StoreCase(
+        RetryingStore(inner.store, sleep=_no_wait), RetryingStore(inner.unreachable, sleep=_no_wait)
+    )
+
+
+def _faulty_case(request: pytest.FixtureRequest) -> StoreCase:
+    """The fault injector configured with no faults: it must behave exactly like its store."""
+    inner = _filesystem_case(request)
+    return StoreCase(FaultyStore(inner.store), FaultyStore(inner.unreachable))
+
+
+def _dry_run_case(request: pytest.FixtureRequest) -> StoreCase:
+    """The dry-run wrapper over a filesystem store: a faithful store that changes nothing."""
+    from drkit.stores.dryrun import DryRunStore
+
+    inner = _filesystem_case(request)
+    return StoreCase(DryRunStore(inner.store), DryRunStore(inner.unreachable))
+
+
 CASES: dict[str, Callable[[pytest.FixtureRequest], StoreCase]] = {
     "memory": _memory_case,
+    "retrying-memory": _retrying_case,
+    "faultless-filesystem": _faulty_case,
+    "dry-run-filesystem": _dry_run_case,
     "filesystem": _filesystem_case,
     "s3": _s3_case,
     "restic-local": _restic_local_case,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from drkit.errors import ObjectNotFound, StoreUnavailable
+from drkit.errors import ObjectNotFound, StoreError, StoreUnavailable
 from drkit.execute import Command, Process, run
 from drkit.secrets import Secret
 from drkit.stores import restic as restic_module
@@ -59,7 +59,7 @@ def plain_restic(repository: Path, *arguments: str) -> subprocess.CompletedProce
 # --- commands ----------------------------------------------------------------------------------
 
 
-def test_the_password_travels_in_the_environment_never_in_argv() -> None:
+def test_secrets_and_the_repository_travel_in_private_files_never_in_env_or_argv() -> None:
     command = make_restic_command(
         ("snapshots", "--json"),
         repository="s3:https://s3.example/bucket",
@@ -70,15 +70,22 @@ def test_the_password_travels_in_the_environment_never_in_argv() -> None:
     )
 
     assert command.argv == ("restic", "--cache-dir", "/var/cache/drkit", "snapshots", "--json")
-    assert command.env["RESTIC_PASSWORD"] == "hunter2"
-    assert command.env["RESTIC_REPOSITORY"] == "s3:https://s3.example/bucket"
-    assert (command.env["AWS_ACCESS_KEY_ID"], command.env["AWS_SECRET_ACCESS_KEY"]) == (
-        "AKID",
-        "s3cret",
-    )
-    # inherited alternatives would override RESTIC_PASSWORD, so they are blanked
-    assert command.env["RESTIC_PASSWORD_FILE"] == command.env["RESTIC_PASSWORD_COMMAND"] == ""
+    assert dict(command.env) == {}
+    files = {name: secret.reveal() for name, secret in command.secret_files.items()}
+    assert files == {
+        "RESTIC_PASSWORD_FILE": "hunter2",
+        "RESTIC_REPOSITORY_FILE": "s3:https://s3.example/bucket",
+        "AWS_SHARED_CREDENTIALS_FILE": "[default]\naws_access_key_id = AKID\n"
+        "aws_secret_access_key = s3cret\n",
+    }
+    # restic's own lookups (a profile) only matter when drkit gives it no credentials
+    assert "AWS_PROFILE" not in command.inherit
     assert "hunter2" not in command.describe()
+
+
+def test_a_password_restic_would_trim_from_its_file_is_refused() -> None:
+    with pytest.raises(StoreError, match="whitespace"):
+        make_restic_command(("snapshots",), repository="/r", password=Secret(" padded "))
 
 
 def test_each_object_is_a_tagged_stdin_snapshot_read_back_by_path() -> None:
@@ -103,7 +110,7 @@ def test_each_object_is_a_tagged_stdin_snapshot_read_back_by_path() -> None:
     )
 
 
-def test_no_command_of_a_real_session_holds_a_secret_in_argv(
+def test_no_command_of_a_real_session_holds_a_secret_in_argv_or_environment(
     store: ResticStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commands: list[Command] = []
@@ -129,7 +136,8 @@ def test_no_command_of_a_real_session_holds_a_secret_in_argv(
     } == {"backup", "dump", "snapshots", "forget"}
     for command in commands:
         assert not any(RESTIC_PASSWORD in argument for argument in command.argv)
-        assert command.env["RESTIC_PASSWORD"] == RESTIC_PASSWORD
+        assert not any(RESTIC_PASSWORD in value for value in command.env.values())
+        assert command.secret_files["RESTIC_PASSWORD_FILE"].reveal() == RESTIC_PASSWORD
 
 
 # --- failing streams ---------------------------------------------------------------------------
@@ -275,6 +283,23 @@ def test_a_wrong_password_is_a_one_line_error_without_the_password(
     assert "\n" not in str(raised.value)
     assert "not-the-password" not in str(raised.value)
     assert "password" in raised.value.hint
+
+
+@pytest.mark.parametrize("init", [False, True])
+def test_a_wrong_password_fails_the_first_write_in_one_line_with_or_without_init(
+    local_restic_repository: Path, monkeypatch: pytest.MonkeyPatch, init: bool
+) -> None:
+    # With init: true an existing local repository is not probed first: the write says it.
+    monkeypatch.setenv("DRKIT_TEST_RESTIC_PASSWORD", "not-the-password")
+    store = ResticStore(
+        restic_spec(str(local_restic_repository), init=init),
+        cache_dir=local_restic_repository.parent / "cache",
+    )
+
+    with pytest.raises(StoreUnavailable, match="wrong password") as raised:
+        store.put(KEY, [b"dump"])
+
+    assert "not-the-password" not in str(raised.value)
 
 
 def test_get_of_a_missing_key_is_not_found_even_next_to_an_empty_object(
