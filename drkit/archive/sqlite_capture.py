@@ -60,6 +60,11 @@ SEGMENT_BYTES = 4 * 1024 * 1024
 #: the capture checkpoints the log itself once it is this long: its pin keeps the
 #: application's own checkpoints from ever letting the log start over
 CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: ... or once it holds this many frames, whichever comes first: half of SQLite's default
+#: ``wal_autocheckpoint`` (1,000 pages), so the application's own checkpoints do not run
+#: while the capture keeps up, and an archiver restarted after a crash finds the log not
+#: started over unless the application wrote some 500 pages meanwhile
+CHECKPOINT_FRAMES = 500
 HOLD_WRITES_SECONDS = 0.5
 SEGMENT_SUFFIX = ".sqlwal"
 BASE_SUFFIX = ".base"
@@ -146,7 +151,7 @@ class SqliteCapture:
         transaction committed before ``moment`` is in the spool up to ``position``; None when
         the database could not be read this round. Once the log is long, the capture also
         checkpoints it (see ``_checkpoint``)."""
-        writer = self._hold_writes() if self.offset >= CHECKPOINT_BYTES else None
+        writer = self._hold_writes() if self.offset >= self._checkpoint_at() else None
         try:
             try:
                 pin = self._open_pin()
@@ -172,6 +177,12 @@ class SqliteCapture:
             if writer is not None:
                 self._close(writer)  # rolls back: it wrote nothing
         return (self.last_position, moment) if moment is not None else None
+
+    def _checkpoint_at(self) -> int:
+        """The log offset past which the capture checkpoints the log."""
+        if self.header is None:
+            return CHECKPOINT_BYTES
+        return min(CHECKPOINT_BYTES, WAL_HEADER_SIZE + CHECKPOINT_FRAMES * self._frame_size())
 
     def _hold_writes(self) -> sqlite3.Connection | None:
         """The database's write lock (writers wait), or None when it is busy now."""

@@ -25,7 +25,7 @@ from drkit.archive.sqlite_capture import SqliteCapture
 from drkit.errors import IntegrityError, SourceError
 from drkit.plan.schema import SqlitePitr, SqliteSource
 from drkit.sources.base import Target
-from drkit.sources.sqlite_wal import HEADER, read_records, replay_into
+from drkit.sources.sqlite_wal import FRAMES, HEADER, read_records, replay_into
 from drkit.stores.faults import FaultyStore
 from tests.archive.conftest import running
 from tests.archive.sqlite_support import SqliteSetup, Writer, sqlite_setup, writing
@@ -122,6 +122,40 @@ def test_the_log_starting_over_under_the_capture_loses_nothing(
     )
     assert setup.rows(latest) == setup.rows()
     assert result.transactions > 100
+
+
+def test_the_capture_checkpoints_by_frames_before_the_application_would(
+    sqlite_setup: Callable[..., SqliteSetup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the application's default auto-checkpoint (1,000 pages), the capture's own
+    checkpoint comes first, by frame count (here 20 instead of 500, so that seconds of writes
+    cross it): the log starts over under the capture although fewer than 1,000 frames, and
+    far less than 4 MiB, were ever written, so neither SQLite nor the byte limit did it."""
+    monkeypatch.setattr(sqlite_capture, "CHECKPOINT_FRAMES", 20)
+    setup = sqlite_setup()
+    writer = Writer(setup.database, every=0.01)  # SQLite's default wal_autocheckpoint
+    with running(setup.archiver()), writing(writer):
+        time.sleep(2.5)
+        last = datetime.now(UTC)
+        wait_for(lambda: setup.window_reaches(last), "the window to reach the last commit")
+    [window, _] = setup.windows()
+    assert window.problems == [] and len(window.base_backups) == 1
+    fetcher = CaptureFetcher(
+        setup.plan.name, "orders", setup.resources.stores, setup.resources.keys
+    )
+    records = [
+        record
+        for _, data in fetch_segments(fetcher, window.base_backups[0], window, None)
+        for record in read_records(data)
+    ]
+    incarnations = {record.header.salts for record in records if record.kind == HEADER}
+    page = sqlite3.connect(setup.database).execute("PRAGMA page_size").fetchone()[0]
+    frames = sum(len(record.payload) for record in records if record.kind == FRAMES) // (page + 24)
+    assert 60 < frames < 1000, frames  # several times the limit, never SQLite's own
+    assert len(incarnations) > 2, "the log never started over: nothing was tested"
+    latest = tmp_path / "latest.db"
+    restore_sqlite_to_moment(setup.resources, setup.source, None, target=Target(str(latest)))
+    assert setup.rows(latest) == setup.rows()
 
 
 def test_a_damaged_object_fails_over_to_the_other_store_and_damage_in_both_is_named(

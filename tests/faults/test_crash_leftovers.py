@@ -1,10 +1,12 @@
 """What drkit makes, drkit cleans (DESIGN promise 10). backup, restore and drill of a plan
 with PostgreSQL, MariaDB, SQLite and config files, stored in a folder and a restic repository,
 drilled in an ephemeral cluster, scratch MariaDB databases and a folder, are each killed with
-SIGKILL at 10 random moments (DRKIT_KILLS=N sets more). After every kill the next command (`drkit status`) leaves no
-sandbox process or child, no scratch database or reader, no staged or temporary file, no
-object of an uncommitted snapshot in either store, no lease and no `running` run; the killed runs are recorded `interrupted`, and the compliance
-report counts killed backups and drills as failures."""
+SIGKILL at 6 random moments per command (DRKIT_KILLS=N sets more), and at more until three
+killed runs of each were recorded. After every kill the next command (`drkit status`) leaves
+no sandbox process or child, no scratch database or reader, no staged or temporary file, no
+object of an uncommitted snapshot in either store, no lease and no `running` run; the killed
+runs are recorded `interrupted`, and the compliance report counts killed backups and drills
+as failures."""
 
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.mysql, pytest.mark.restic, pytes
 # Each kill costs a full command and a cleanup; CI runs 6 per command, a soak run more
 # (DRKIT_KILLS=50).
 KILLS = int(os.environ.get("DRKIT_KILLS", "6"))
+#: killed runs that must have been recorded (and then marked interrupted) per kind
+RECORDED = 3
 SEED = int(os.environ.get("DRKIT_KILL_SEED", "0")) or random.randrange(1 << 30)
 
 
@@ -227,15 +231,18 @@ def time_a_run(world: World, args: tuple[str, ...]) -> tuple[float, float]:
 def kill_repeatedly(world: World, kind: str, args: tuple[str, ...]) -> list[int]:
     """Time one full run, then kill ``args`` at KILLS random moments between the end of its
     start-up and its end; after every kill, check that the next command (`drkit status`)
-    left nothing."""
+    left nothing. Until RECORDED of the killed runs were recorded (a restore records its run
+    only once the snapshot is located), further kills aim at the later half of the run."""
     first_lease, duration = time_a_run(world, args)
     chooser = random.Random(f"{SEED}-{kind}")
     killed: list[int] = []
     left_something = 0
-    for attempt in range(KILLS * 3):
-        if len(killed) >= KILLS:
+    recorded = 0
+    for attempt in range(KILLS * 4):
+        if len(killed) >= KILLS and recorded >= RECORDED:
             break
-        moment = chooser.uniform(first_lease, duration)
+        earliest = first_lease if len(killed) < KILLS else (first_lease + duration) / 2
+        moment = chooser.uniform(earliest, duration)
         label = f"{kind} killed at {moment:.2f}s of {duration:.2f}s (seed {SEED}, try {attempt})"
         pid, elapsed = kill_at(world, args, moment)
         if pid is None:  # this run was faster (a noisy machine): aim within its time
@@ -249,15 +256,23 @@ def kill_repeatedly(world: World, kind: str, args: tuple[str, ...]) -> list[int]
         status = world.drkit("status", "--json", str(world.setup.plan))
         assert status.returncode in (0, 4), status.stderr
         assert_nothing_left(world, (names, readers), label)
+        recorded += was_recorded_interrupted(world, kind, pid)
     assert len(killed) >= KILLS, f"{kind} finished before most kill moments ({duration:.2f}s)"
+    assert recorded >= RECORDED, f"{kind}: only {recorded} killed runs were recorded"
     # most kills land while something is leased; a third proves the moments are not all idle
     assert left_something >= max(2, KILLS // 3), f"{kind}: kills left nothing ({left_something})"
     world.killed[kind] = killed
     print(
         f"{kind}: {len(killed)} kills between {first_lease:.2f}s and {duration:.2f}s, "
-        f"{left_something} left leases behind (seed {SEED})"
+        f"{left_something} left leases behind, {recorded} recorded (seed {SEED})"
     )
     return killed
+
+
+def was_recorded_interrupted(world: World, kind: str, pid: int) -> bool:
+    with Catalog.open(world.setup.catalog) as catalog:
+        runs = catalog.list_runs(PLAN_NAME, kind)
+    return any(run.pid == pid and run.outcome == "interrupted" for run in runs)
 
 
 def assert_killed_runs_interrupted(world: World, kind: str) -> list[Any]:
@@ -267,8 +282,8 @@ def assert_killed_runs_interrupted(world: World, kind: str) -> list[Any]:
         runs = [run for run in catalog.list_runs(PLAN_NAME, kind) if run.pid in world.killed[kind]]
     assert {run.outcome for run in runs} <= {"interrupted", "ok"}, kind
     interrupted = [run for run in runs if run.outcome == "interrupted"]
-    # A restore records its run only once the snapshot is located and the targets checked.
-    assert len(interrupted) >= 3, f"{kind}: only {len(interrupted)} killed runs were recorded"
+    # kill_repeatedly killed until RECORDED were recorded; this reads them back
+    assert len(interrupted) >= RECORDED, f"{kind}: only {len(interrupted)} killed runs recorded"
     print(f"{kind}: {len(interrupted)} runs of killed processes recorded interrupted")
     return interrupted
 
