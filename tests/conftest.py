@@ -42,6 +42,26 @@ def is_port_open(host: str, port: int) -> bool:
         return False
 
 
+#: Test modules that judge machine-wide state (every process in /proc, every scratch database
+#: or reader account on the shared servers) or kill at timed moments: `scripts/test` runs them
+#: on their own, after the rest ran on two workers, so another test's sandboxes are not taken
+#: for their leftovers.
+SERIAL_MODULES = {
+    "tests/faults/test_secrets.py",  # samples the environment of every marked process
+    "tests/faults/test_crash_leftovers.py",  # kill -9 at timed moments, then looks everywhere
+    "tests/actions/test_servers_end_to_end.py",  # no drkit_drill_* database, no process left
+    "tests/actions/test_drill_checks.py",  # no drkit_reader_* account left on the server
+    "tests/sandboxes/test_drill_sandboxes.py",  # no drkit_reader_* role left on the server
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        if item.path.relative_to(root).as_posix() in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
