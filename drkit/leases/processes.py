@@ -167,20 +167,43 @@ def processes_marked(name: str, value: str) -> list[int]:
 
 
 def processes_naming(path: Path) -> list[int]:
-    """Pids whose command line names ``path`` or something under it (initdb, pg_ctl and the
-    server of a sandbox folder, whatever stage a killed drill left them in)."""
+    """Pids whose command line or environment names ``path`` or something under it: initdb,
+    pg_ctl and the server of a sandbox folder, whatever stage a killed drill left them in,
+    and the ``postgres --boot``/``--single`` backends initdb runs, which find their data
+    folder through ``PGDATA`` alone."""
     needle = os.fsencode(str(path))
+
+    def names(value: bytes) -> bool:
+        return value == needle or value.startswith(needle + b"/")
+
     found = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
-            if any(
-                argument == needle or argument.startswith(needle + b"/") for argument in arguments
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            if any(names(argument) for argument in arguments) or any(
+                names(variable.partition(b"=")[2]) for variable in variables
             ):
                 found.append(int(entry.name))
     return found
+
+
+def descendant_processes(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process whose parent chain leads to one of them (at this instant)."""
+    parents: dict[int, int] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = read_stat(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    found = set(roots)
+    while True:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        if not more:
+            return found
+        found |= more
 
 
 def end_processes(pids: Iterable[int], wait: float = KILL_WAIT_SECONDS) -> list[int]:

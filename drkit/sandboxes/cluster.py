@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from drkit.errors import SandboxError
 from drkit.execute import Command, find_program
 from drkit.leases.processes import (
-    child_processes,
+    descendant_processes,
     end_processes,
     is_process_alive,
     processes_naming,
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: PostgreSQL refuses to run as root; as root, the cluster runs as this user.
 SERVER_USER = "postgres"
 STOP_WAIT_SECONDS = 15.0
+#: looks for a killed drill's leftover processes, each ending what it found
+CLEANUP_ROUNDS = 5
 DIRECTORY_PREFIX = "drkit-sandbox-pg-"
 PASSWORD_FILE = "superuser-password"
 #: A unix socket's path is limited to 107 bytes; the cluster's adds this much to its parent's
@@ -158,13 +160,15 @@ def remove_leftover_cluster(lease: Lease, plan: Plan | None) -> None:
     """Cleaner of ``ephemeral-postgresql`` leases: SIGKILL the server of a killed drill with
     all its processes (there is nothing in it to keep), then delete its folder. A drill killed
     while initdb or pg_ctl ran leaves them running without it, still writing into the folder
-    (and no postmaster.pid yet): every process naming the folder goes too."""
+    (and no postmaster.pid yet): every process naming the folder (in its command line or its
+    ``PGDATA``) goes too, with every process it started."""
     directory = Path(lease.data["path"])
-    named = processes_naming(directory)
-    postmaster = postmaster_pid(directory / "data")
-    servers = [*named, *([postmaster] if postmaster is not None else [])]
-    doomed = {*servers, *(child for pid in servers for child in child_processes(pid))}
-    if doomed:
+    for _ in range(CLEANUP_ROUNDS):  # initdb may start its next step while we look
+        postmaster = postmaster_pid(directory / "data")
+        roots = [*processes_naming(directory), *([postmaster] if postmaster is not None else [])]
+        doomed = descendant_processes(roots)
+        if not doomed:
+            break
         survivors = end_processes(sorted(doomed))
         if survivors:
             raise SandboxError(f"processes {survivors} of {directory} survived SIGKILL")

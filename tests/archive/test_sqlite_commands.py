@@ -135,7 +135,9 @@ def test_the_log_started_over_while_no_archiver_ran_is_reported_as_a_gap(
     with archive_process(setup, setup.plan_file) as start:
         with writing(writer):
             process = start()
-            time.sleep(2)
+            # a generation to cut off: killed before its first capture, there is none
+            wait_for(lambda: setup.windows()[0].end is not None, "the first generation")
+            time.sleep(0.5)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
             time.sleep(0.5)

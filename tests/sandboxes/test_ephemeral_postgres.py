@@ -5,6 +5,7 @@ any exit path; a cluster whose drill was killed is removed by its lease's cleane
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -210,6 +211,53 @@ def test_the_leases_cleaner_ends_an_initdb_still_writing_into_the_folder(tmp_pat
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+@pytest.mark.parametrize("initdb_gone", [False, True], ids=["initdb-running", "initdb-gone"])
+def test_the_leases_cleaner_ends_a_backend_initdb_started_that_names_the_folder_in_pgdata(
+    tmp_path: Path, initdb_gone: bool
+) -> None:
+    """initdb runs its ``postgres --boot`` and ``--single`` steps with the data folder in
+    ``PGDATA`` only, not in their command line. The cleaner ends them with initdb, and by
+    their environment when initdb itself is gone (they live on, orphaned, still writing)."""
+    directory = tmp_path / "drkit-sandbox-pg-leftover"
+    data = directory / "data"
+    data.mkdir(parents=True)
+    backend = (
+        "import os, pathlib, time\n"
+        "folder = pathlib.Path(os.environ['PGDATA'])\n"
+        "for n in range(100000):\n"
+        "    (folder / f'file-{n}').write_text('x'); time.sleep(0.001)\n"
+    )
+    recorded = tmp_path / "backend.pid"
+    initdb = (
+        "import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {backend!r}],\n"
+        "                         env=dict(os.environ, PGDATA=sys.argv[2]))\n"
+        f"open({str(recorded)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    # initdb's shape: -D naming the data folder; its backend names it in PGDATA alone
+    stand_in = subprocess.Popen([sys.executable, "-c", initdb, "-D", str(data)])
+    try:
+        while not recorded.exists() or not recorded.read_text() or not any(data.iterdir()):
+            time.sleep(0.01)
+        backend_pid = int(recorded.read_text())
+        assert str(data).encode() not in Path(f"/proc/{backend_pid}/cmdline").read_bytes()
+        if initdb_gone:
+            stand_in.kill()
+            stand_in.wait()
+        lease = registry.take("ephemeral-postgresql", "leftover", data={"path": str(directory)})
+        remove_leftover_cluster(lease, None)
+        registry.release(lease)
+        assert stand_in.wait(timeout=10) == -signal.SIGKILL
+        assert not is_process_alive(backend_pid)
+        assert not directory.exists()
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.kill(int(recorded.read_text()), signal.SIGKILL)
 
 
 def test_a_non_postgresql_source_is_refused() -> None:
