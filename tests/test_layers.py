@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "home": 0,
     "leases": 0,
     "units": 0,
+    "cron": 0,
     "plan": 1,
     "retention": 1,
     "crypto": 2,
@@ -61,6 +62,7 @@ OWNERS = {
     "botocore": {"stores/s3.py", "crypto/kms.py"},
     "sqlalchemy": {"catalog"},
     "alembic": {"catalog"},
+    "croniter": {"cron.py"},  # its import would run `file` with drkit's environment
 }
 
 

@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from croniter import croniter
-
 from drkit.actions.resources import Resources
+from drkit.cron import croniter
 from drkit.errors import DrkitError, ExitCode, LockHeldError, describe_failure
 from drkit.outcome import Outcome
 from drkit.plan.schema import Plan

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from drkit.cron import croniter
 from drkit.plan.durations import format_duration, parse_duration
 from drkit.plan.expectations import parse_expectation
 from drkit.secrets import SecretRef, is_secret_reference

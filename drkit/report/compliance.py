@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from croniter import croniter
-
 from drkit.catalog import Catalog, EvidenceHead, PeriodFacts
+from drkit.cron import croniter
 from drkit.outcome import Outcome
 from drkit.plan.schema import Plan
 from drkit.report.status import plan_policy
