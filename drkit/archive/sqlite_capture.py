@@ -26,6 +26,7 @@ import logging
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,9 @@ CHECKPOINT_BYTES = 4 * 1024 * 1024
 #: started over unless the application wrote some 500 pages meanwhile
 CHECKPOINT_FRAMES = 500
 HOLD_WRITES_SECONDS = 0.5
+#: after its own checkpoint, how long the capture waits for the log to start over
+RESTART_WAIT_SECONDS = 0.5
+RESTART_POLL_SECONDS = 0.005
 SEGMENT_SUFFIX = ".sqlwal"
 BASE_SUFFIX = ".base"
 BASE_PARTIAL = ".base-partial"
@@ -150,20 +154,30 @@ class SqliteCapture:
         """Capture what SQLite committed since the last call: (position, moment) where every
         transaction committed before ``moment`` is in the spool up to ``position``; None when
         the database could not be read this round. Once the log is long, the capture also
-        checkpoints it (see ``_checkpoint``)."""
+        checkpoints it (see ``_checkpoint``), then follows the log into its new incarnation
+        as soon as the application's next write starts it (see ``_wait_for_restart``)."""
+        found, checkpointed = self._flush_once()
+        if checkpointed and self._wait_for_restart():
+            again, _ = self._flush_once()
+            found = again or found
+        return found
+
+    def _flush_once(self) -> tuple[tuple[int, datetime] | None, bool]:
+        """One capture: what ``flush_position`` returns, and whether it checkpointed the log."""
         writer = self._hold_writes() if self.offset >= self._checkpoint_at() else None
+        checkpointed = False
         try:
             try:
                 pin = self._open_pin()
             except sqlite3.Error as error:
                 log.warning("cannot read sqlite source %s: %s", self.source.name, error)
-                return None
+                return None, False
             try:
                 moment = self._capture(pin)
             except (sqlite3.Error, OSError) as error:  # busy, a full spool: the old pin holds
                 self._close(pin)
                 log.warning("cannot capture sqlite source %s: %s", self.source.name, error)
-                return None
+                return None, False
             except BaseException:
                 self._close(pin)
                 raise
@@ -173,10 +187,30 @@ class SqliteCapture:
             self.continuous = True
             if writer is not None and moment is not None:
                 self._checkpoint()
+                checkpointed = True
         finally:
             if writer is not None:
                 self._close(writer)  # rolls back: it wrote nothing
-        return (self.last_position, moment) if moment is not None else None
+        return ((self.last_position, moment) if moment is not None else None), checkpointed
+
+    def _wait_for_restart(self) -> bool:
+        """After the capture's own checkpoint, the application's next write starts the log
+        over. Until the capture has read the new incarnation's header, an archiver killed and
+        restarted cannot tell that start from one after writes it never saw, and reports a
+        gap; so wait a moment (a busy application writes within milliseconds) and follow at
+        once. True when the log started over."""
+        deadline = time.monotonic() + RESTART_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                with open(f"{self.path}-wal", "rb") as file:
+                    header = parse_header(file.read(WAL_HEADER_SIZE))
+            except FileNotFoundError:
+                header = None
+            current = self.header
+            if header is not None and current is not None and header.salts != current.salts:
+                return True
+            time.sleep(RESTART_POLL_SECONDS)
+        return False
 
     def _checkpoint_at(self) -> int:
         """The log offset past which the capture checkpoints the log."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pymysql
 import pytest
 
@@ -112,9 +113,18 @@ def world(
     yield World(setup, home, tmpdir, tmp_path / "restored", env)
     os.environ.pop("DRKIT_KILL_RESTIC_PASSWORD", None)
     shutil.rmtree(tmpdir, ignore_errors=True)
+    # the restores' targets, and the previous copies every swap keeps beside them
     with connection.cursor() as cursor:
-        cursor.execute("DROP DATABASE IF EXISTS drkit_kill_restored")
+        cursor.execute("SHOW DATABASES LIKE 'drkit\\_kill\\_restored%'")
+        for (name,) in cursor.fetchall():
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     connection.close()
+    restored = postgres_database.rsplit("/", 1)[1] + "_restored"
+    server = postgres_database.rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as pg:
+        query = "SELECT datname FROM pg_database WHERE starts_with(datname, %s)"
+        for (name,) in pg.execute(query, (restored,)).fetchall():
+            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def restore_args(world: World, postgres_target: str) -> tuple[str, ...]:
