@@ -30,7 +30,7 @@ from drkit.actions.restore import RestoreRequest, execute_restore, prepare_resto
 from drkit.archive.fetch import WalFetcher, make_restore_command, python_for, serving
 from drkit.archive.ledger import pitr_sources, store_windows
 from drkit.archive.window import Window
-from drkit.errors import IntegrityError, SnapshotNotFound, ToolError, UsageError
+from drkit.errors import IntegrityError, SandboxError, SnapshotNotFound, ToolError, UsageError
 from drkit.leases import private_directory
 from drkit.plan.schema import PostgresqlSource
 from drkit.sandboxes import recovered_cluster as cluster
@@ -212,7 +212,7 @@ def replay(
             lines = cluster.recovery_lines(target, command, result.port, folder, tcp=request.tcp)
             try:
                 _start(data, lines, owner)
-            except ToolError:
+            except (ToolError, SandboxError):  # pg_ctl failed, or the server stopped later
                 if not _may_replay_to_end(data, target, fetcher, result.window):
                     _raise_replay_failure(data, fetcher)
                 # no commit after the target in the WAL: replay it all (docs/pitr.md)
@@ -225,7 +225,7 @@ def replay(
                 )
                 try:
                     _start(data, lines, owner)
-                except ToolError:
+                except (ToolError, SandboxError):
                     _raise_replay_failure(data, fetcher)
             if fetcher.log.damaged:  # recovery stopped early at the damage: not the target
                 _raise_replay_failure(data, fetcher)
