@@ -158,13 +158,19 @@ class SqliteCapture:
         as soon as the application's next write starts it (see ``_wait_for_restart``)."""
         found, checkpointed = self._flush_once()
         if checkpointed and self._wait_for_restart():
-            again, _ = self._flush_once()
+            again, _ = self._flush_once(may_checkpoint=False)
             found = again or found
         return found
 
-    def _flush_once(self) -> tuple[tuple[int, datetime] | None, bool]:
-        """One capture: what ``flush_position`` returns, and whether it checkpointed the log."""
-        writer = self._hold_writes() if self.offset >= self._checkpoint_at() else None
+    def _flush_once(
+        self, *, may_checkpoint: bool = True
+    ) -> tuple[tuple[int, datetime] | None, bool]:
+        """One capture: what ``flush_position`` returns, and whether it checkpointed the log.
+        It checkpoints only a log it found long: never the new incarnation it just followed
+        (its own last checkpoint began it), which would let the log start over again, at the
+        next write, with no one following."""
+        long_before = may_checkpoint and self.offset >= self._checkpoint_at()
+        writer = self._hold_writes() if long_before else None
         checkpointed = False
         try:
             try:
@@ -185,7 +191,7 @@ class SqliteCapture:
             if previous is not None:
                 self._close(previous)
             self.continuous = True
-            if writer is not None and moment is not None:
+            if writer is not None and moment is not None and self.offset >= self._checkpoint_at():
                 self._checkpoint()
                 checkpointed = True
         finally:

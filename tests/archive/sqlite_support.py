@@ -22,6 +22,7 @@ from drkit.archive.sqlite_capture import SqliteArchiver
 from drkit.archive.window import Window
 from drkit.catalog import Catalog
 from drkit.plan.schema import Plan, SqliteSource
+from drkit.sources.sqlite_wal import WAL_HEADER_SIZE, parse_header
 from tests.actions.conftest import load, plan_document
 
 
@@ -71,6 +72,31 @@ class Writer:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(30)
+
+    def wait_for_commit(self, timeout: float = 10.0) -> None:
+        """Until one more row committed after this call."""
+        count = len(self.commits)
+        deadline = time.monotonic() + timeout
+        while len(self.commits) <= count:
+            assert time.monotonic() < deadline, "the writer committed nothing"
+            time.sleep(0.005)
+
+
+def log_incarnation(database: Path) -> tuple[int, tuple[int, int]] | None:
+    """The write-ahead log's checkpoint sequence number and salts: they change each time
+    SQLite starts the log over. None while there is no log."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with open(f"{database}-wal", "rb") as file:
+                raw = file.read(WAL_HEADER_SIZE)
+        except FileNotFoundError:
+            return None
+        header = parse_header(raw)
+        if header is not None:
+            return header.checkpoint, header.salts
+        assert time.monotonic() < deadline, "the log header stayed unreadable"
+        time.sleep(0.005)  # being rewritten at this instant
 
 
 @dataclass

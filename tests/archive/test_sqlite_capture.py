@@ -28,7 +28,13 @@ from drkit.sources.base import Target
 from drkit.sources.sqlite_wal import FRAMES, HEADER, read_records, replay_into
 from drkit.stores.faults import FaultyStore
 from tests.archive.conftest import running
-from tests.archive.sqlite_support import SqliteSetup, Writer, sqlite_setup, writing
+from tests.archive.sqlite_support import (
+    SqliteSetup,
+    Writer,
+    log_incarnation,
+    sqlite_setup,
+    writing,
+)
 from tests.archive.test_point_in_time import wait_for
 
 __all__ = ["sqlite_setup"]  # the fixture
@@ -156,6 +162,40 @@ def test_the_capture_checkpoints_by_frames_before_the_application_would(
     latest = tmp_path / "latest.db"
     restore_sqlite_to_moment(setup.resources, setup.source, None, target=Target(str(latest)))
     assert setup.rows(latest) == setup.rows()
+
+
+def test_the_capture_does_not_checkpoint_the_log_it_just_followed_into(
+    sqlite_setup: Callable[..., SqliteSetup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its own checkpoint the capture follows the log into its new incarnation in the
+    same round. It must not checkpoint that young log too: the log would start over again at
+    the application's next write, unread until the next round, and an archiver killed in
+    between could not prove continuity (a gap where none was)."""
+    monkeypatch.setattr(sqlite_capture, "CHECKPOINT_FRAMES", 20)
+    setup = sqlite_setup()
+    capture = SqliteCapture(setup.source, tmp_path / "spool")
+    capture.spool.mkdir()
+    writer = Writer(setup.database, every=0.01, autocheckpoint=100_000)
+    followed = 0
+    try:
+        with writing(writer):
+            capture.flush_position()  # the first generation
+            deadline = time.monotonic() + 60
+            while followed < 3:
+                assert time.monotonic() < deadline, f"followed the log {followed} times"
+                before = capture.header
+                time.sleep(0.1)
+                capture.flush_position()
+                header = capture.header
+                if before is None or header is None or header.salts == before.salts:
+                    continue
+                followed += 1
+                writer.wait_for_commit()
+                writer.wait_for_commit()
+                # the application wrote twice since: the log it writes is the one captured
+                assert log_incarnation(setup.database) == (header.checkpoint, header.salts)
+    finally:
+        capture.close()
 
 
 def test_a_damaged_object_fails_over_to_the_other_store_and_damage_in_both_is_named(
