@@ -7,6 +7,7 @@ failure, not a skip.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,41 @@ def restic_binary() -> str:
     require(found is not None, "restic is not installed (apt-get install restic)")
     assert found is not None
     return found
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """A real filesystem of a given size to fill up: a tmpfs mounted for the test (root)."""
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+        point = tmp_path / f"disk-{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        require(result.returncode == 0, f"cannot mount a tmpfs: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file into ``folder`` until its filesystem has no block left; returns it."""
+    filler = folder / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as file:
+        while True:
+            try:
+                written = file.write(chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+                return filler
+            if not written:
+                return filler

@@ -36,6 +36,7 @@ from tests.archive.sqlite_support import (
     writing,
 )
 from tests.archive.test_point_in_time import wait_for
+from tests.conftest import fill_disk
 
 __all__ = ["sqlite_setup"]  # the fixture
 
@@ -302,15 +303,22 @@ def test_the_application_closing_and_reopening_its_database_loses_nothing(
     assert setup.rows(latest) == setup.rows()
 
 
+@pytest.mark.parametrize("disk", ["tmpfs", "fsync"])
 def test_a_full_spool_skips_rounds_without_a_torn_record_and_loses_nothing(
-    sqlite_setup: Callable[..., SqliteSetup], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_setup: Callable[..., SqliteSetup],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    small_disk: Callable[[int], Path],
+    disk: str,
 ) -> None:
     """The disk under the spool fills for a few rounds: no proof is given for them (the
     window stops), nothing half-written stays, and the pin keeps every transaction for the
-    round after the disk has room again."""
+    round after the disk has room again. ``tmpfs``: a real filesystem that fills (writes
+    fail); ``fsync``: a disk that reports it only when flushing, as NFS does."""
     setup = sqlite_setup()
-    capture = SqliteCapture(setup.source, setup.spool)
-    setup.spool.mkdir(parents=True, exist_ok=True)
+    spool = small_disk(4 * 1024 * 1024) / "spool" if disk == "tmpfs" else setup.spool
+    spool.mkdir(parents=True, exist_ok=True)
+    capture = SqliteCapture(setup.source, spool)
     writer = sqlite3.connect(setup.database, isolation_level=None)
 
     def write(count: int) -> None:
@@ -319,24 +327,33 @@ def test_a_full_spool_skips_rounds_without_a_torn_record_and_loses_nothing(
 
     assert capture.flush_position() is not None  # the generation starts
     write(20)
+    assert capture.flush_position() is not None
     real_fsync = sqlite_capture.os.fsync
 
     def full(descriptor: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sqlite_capture.os, "fsync", full)
+    if disk == "tmpfs":
+        filler = fill_disk(spool.parent)
+    else:
+        monkeypatch.setattr(sqlite_capture.os, "fsync", full)
+    [segment] = spool.glob("*.sqlwal")
+    size = segment.stat().st_size
     for _ in range(3):
         write(10)
         assert capture.flush_position() is None
-    monkeypatch.setattr(sqlite_capture.os, "fsync", real_fsync)
+        assert segment.stat().st_size == size  # nothing of the failed rounds stays
+    if disk == "tmpfs":
+        filler.unlink()
+    else:
+        monkeypatch.setattr(sqlite_capture.os, "fsync", real_fsync)
     write(5)
     assert capture.flush_position() is not None
     capture.close()
     writer.close()
-    [segment] = setup.spool.glob("*.sqlwal")
     records = list(read_records(segment.read_bytes()))
     assert records[-1].end == segment.stat().st_size  # no torn record anywhere
-    [base] = setup.spool.glob("*.base")
+    [base] = spool.glob("*.base")
     rebuilt = tmp_path / "rebuilt.db"
     rebuilt.write_bytes(base.read_bytes())
     replay_into(rebuilt, iter([segment.read_bytes()]), None)

@@ -13,6 +13,7 @@ from drkit.errors import ObjectNotFound, StoreFull, StoreUnavailable
 from drkit.plan.schema import FilesystemStore as FilesystemSpec
 from drkit.stores.faults import FaultyStore, disk_full
 from drkit.stores.filesystem import TEMP_SUFFIX, FilesystemStore
+from tests.conftest import fill_disk
 
 KEY = "orders/snapshots/20260101T000000Z-abc123/orders-db.drkit"
 
@@ -57,6 +58,24 @@ def test_a_full_disk_reported_at_fsync_raises_store_full(
         store.put(KEY, [b"data"])
 
     assert every_file(tmp_path) == []
+
+
+def test_a_real_full_disk_raises_store_full_leaves_nothing_and_the_store_works_once_freed(
+    small_disk: Callable[[int], Path],
+) -> None:
+    disk = small_disk(1024 * 1024)
+    store = make_store(disk / "store")
+    store.put("orders/first", [b"kept"])  # the folder exists before the disk fills
+    filler = fill_disk(disk)
+    data = os.urandom(256 * 1024)
+
+    with pytest.raises(StoreFull, match=r"orders-db\.drkit"):
+        store.put(KEY, [data[:65536], data[65536:]])
+
+    assert every_file(disk / "store") == ["orders/first"]
+    filler.unlink()
+    store.put(KEY, [data])
+    assert b"".join(store.get(KEY)) == data
 
 
 def test_other_write_errors_raise_store_unavailable_not_store_full(
