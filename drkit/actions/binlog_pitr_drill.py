@@ -76,7 +76,7 @@ def binlog_pitr_drill(
             result.phases.update(restored.phases)
             checks_started = time.monotonic()
             result.checks = [
-                CheckResult("target", True, target.isoformat(), f"store {window.store}"),
+                CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *landing_checks(source, scratch, effective_moment(target)),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
@@ -110,7 +110,7 @@ def landing_checks(source: MysqlSource, scratch: Target, moment: datetime) -> li
     assert source.pitr is not None
     every = source.pitr.heartbeat_every
     if every is None:
-        return [CheckResult("heartbeat", True, None, "no heartbeat configured: landing unchecked")]
+        return [CheckResult("heartbeat", None, None, "no heartbeat configured: landing unchecked")]
     naive = moment.astimezone(UTC).replace(tzinfo=None)  # the column holds UTC, without zone
     try:
         with connect(parse_database_url(scratch.location), scratch.password) as connection:

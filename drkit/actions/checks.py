@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One line of a drill's checks. ``passed`` is None for a note: something the drill
+    reports (the moment it aimed at, a check it could not run) without having checked it;
+    it is never printed as ok and never fails the drill."""
+
     name: str
-    passed: bool
+    passed: bool | None
     measured: float | int | str | None = None
     detail: str = ""
 

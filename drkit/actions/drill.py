@@ -99,7 +99,7 @@ def _judge(resources: Resources, result: DrillResult) -> None:
                 f"{humanize_seconds(result.rpo_objective)} by "
                 f"{humanize_seconds(result.rpo_seconds - result.rpo_objective)}"
             )
-    if result.error is not None or any(not check.passed for check in result.checks):
+    if result.error is not None or any(check.passed is False for check in result.checks):
         result.outcome = Outcome.FAILED
     elif result.breaches:
         result.outcome = Outcome.BREACHED

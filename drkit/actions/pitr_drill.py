@@ -103,7 +103,7 @@ def _restore_and_check(
             result.phases.update(restored.phases)
             checks_started = time.monotonic()
             result.checks = [
-                CheckResult("target", True, target.isoformat(), f"store {window.store}"),
+                CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *landing_checks(source, restored.port, target),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
@@ -116,7 +116,7 @@ def landing_checks(source: PostgresqlSource, port: int, target: datetime) -> lis
     assert source.pitr is not None
     every = source.pitr.heartbeat_every
     if every is None:
-        return [CheckResult("heartbeat", True, None, "no heartbeat configured: landing unchecked")]
+        return [CheckResult("heartbeat", None, None, "no heartbeat configured: landing unchecked")]
     url = parse_database_url(source.url)
     password = source_password(source)
     try:

@@ -225,7 +225,7 @@ def sqlite_pitr_drill(
             result.phases.update(restored.phases)
             checks_started = time.monotonic()
             result.checks = [
-                CheckResult("target", True, target.isoformat(), f"store {window.store}"),
+                CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *landing_checks(source, Path(scratch.location), target),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
@@ -244,7 +244,7 @@ def landing_checks(source: SqliteSource, path: Path, target: datetime) -> list[C
     assert source.pitr is not None
     every = source.pitr.heartbeat_every
     if every is None:
-        return [CheckResult("heartbeat", True, None, "no heartbeat configured: landing unchecked")]
+        return [CheckResult("heartbeat", None, None, "no heartbeat configured: landing unchecked")]
     try:
         connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
         try:

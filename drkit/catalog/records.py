@@ -175,10 +175,11 @@ class SnapshotRecord:
 
 @dataclass(frozen=True)
 class DrillCheck:
-    """One check a drill ran against the restored data."""
+    """One check a drill ran against the restored data (``passed`` None: a note, nothing
+    was checked)."""
 
     name: str
-    passed: bool
+    passed: bool | None
     measured: float | int | str | None = None
     detail: str = ""
 

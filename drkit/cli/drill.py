@@ -30,7 +30,7 @@ def render_drill(result: DrillResult) -> None:
         if name in result.phases
     )
     for check in result.checks:
-        mark = "ok  " if check.passed else "FAIL"
+        mark = {True: "ok  ", False: "FAIL", None: "note"}[check.passed]
         detail = f" ({check.detail})" if check.detail and not check.passed else ""
         measured = f" = {check.measured}" if check.measured is not None else ""
         click.echo(f"  {mark} {check.name}{measured}{detail}")
