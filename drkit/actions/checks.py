@@ -112,7 +112,9 @@ def run_checks(
 ) -> list[CheckResult]:
     """Every check of the plan's drill section, plus one per store that had to be skipped.
     ``targets`` are the sandboxes' read-only targets; ``environment`` names them for command
-    checks."""
+    checks. The restore compared each source's restored data with its snapshot's fingerprint
+    whatever the plan lists: a plan without a ``fingerprint`` check still gets those lines,
+    so a difference always fails the drill."""
     results: list[CheckResult] = []
     for item in prepared.items:
         for failover in item.failovers:
@@ -121,6 +123,8 @@ def run_checks(
                     f"copy {failover.split(':', 1)[0]} of {item.source}", False, None, failover
                 )
             )
+    if not any(isinstance(check, FingerprintCheck) for check in resources.plan.drill.checks):
+        results.extend(_fingerprint_checks(prepared))
     for check in resources.plan.drill.checks:
         if isinstance(check, FingerprintCheck):
             results.extend(_fingerprint_checks(prepared))

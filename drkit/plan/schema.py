@@ -484,7 +484,7 @@ class Drill(Model):
     sandbox: Sandbox = Field(default_factory=Sandbox, description="Where drills restore to.")
     checks: list[CheckSpec] = Field(
         default_factory=lambda: list[CheckSpec]([FingerprintCheck(type="fingerprint")]),
-        description="Checks run on the restored data.",
+        description="Checks run on the restored data. Whatever this lists, a drill compares each restored source with its snapshot's fingerprint (row counts, content digests, schema, owners, grants, settings, file hashes) and fails on a difference.",
     )
 
 

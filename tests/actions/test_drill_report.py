@@ -66,13 +66,22 @@ def test_drill_passes_every_check_and_is_recorded(
     assert drill_dirs() <= before
 
 
+@pytest.mark.parametrize(
+    "checks",
+    [None, [SQL_CHECK], []],
+    ids=["default checks", "sql check only", "no checks listed"],
+)
 def test_drill_of_altered_data_fails_and_names_the_table(
     make_resources: Callable[..., Resources],
     two_regions: list[dict[str, Any]],
     backend: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
+    checks: list[dict[str, str]] | None,
 ) -> None:
-    resources = make_resources(two_regions)
+    """Whatever the plan's drill lists, the restore's fingerprint comparison fails the drill."""
+    resources = make_resources(
+        two_regions, **({} if checks is None else {"drill": {"checks": checks}})
+    )
     backup(resources)
     from drkit.sources import sqlite as sqlite_source
 
