@@ -173,26 +173,28 @@ def _judge_verification(status: PlanStatus) -> None:
 
 
 def _judge(plan: Plan, status: PlanStatus) -> None:
+    """Breaches of the plan's objectives; with or without objectives, nothing to restore or
+    a last drill that failed is never ok."""
     from drkit.plan.durations import humanize_seconds as human
 
-    if plan.objectives is None:
-        return
-    status.rpo_objective = plan.objectives.rpo.total_seconds()
-    status.rto_objective = plan.objectives.rto.total_seconds()
     if status.rpo_seconds is None:
         status.breaches.append("no snapshot meets the copy policy")
-    elif status.rpo_seconds > status.rpo_objective:
-        status.breaches.append(
-            f"RPO {human(status.rpo_seconds)} > objective {human(status.rpo_objective)}"
-        )
     drill = status.last_drill
-    if (
-        drill is not None
-        and drill.rto_seconds is not None
-        and drill.rto_seconds > status.rto_objective
-    ):
-        status.breaches.append(
-            f"last drill RTO {human(drill.rto_seconds)} > objective {human(status.rto_objective)}"
-        )
+    if plan.objectives is not None:
+        status.rpo_objective = plan.objectives.rpo.total_seconds()
+        status.rto_objective = plan.objectives.rto.total_seconds()
+        if status.rpo_seconds is not None and status.rpo_seconds > status.rpo_objective:
+            status.breaches.append(
+                f"RPO {human(status.rpo_seconds)} > objective {human(status.rpo_objective)}"
+            )
+        if (
+            drill is not None
+            and drill.rto_seconds is not None
+            and drill.rto_seconds > status.rto_objective
+        ):
+            status.breaches.append(
+                f"last drill RTO {human(drill.rto_seconds)} > objective "
+                f"{human(status.rto_objective)}"
+            )
     if drill is not None and drill.outcome not in (Outcome.OK, Outcome.BREACHED):
         status.breaches.append(f"last drill {drill.outcome}")

@@ -66,6 +66,24 @@ def test_drill_passes_every_check_and_is_recorded(
     assert drill_dirs() <= before
 
 
+def lose_a_row_on_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite restores lose customer 1 after loading: a restore that is not faithful."""
+    from drkit.sources import sqlite as sqlite_source
+
+    original = sqlite_source.SqliteDatabase.restore
+
+    def restore_then_lose_a_row(
+        self: Any, stream: Any, target: Any, *, replace: bool = False, captured: Any = None
+    ) -> None:
+        original(self, stream, target, replace=replace, captured=captured)
+        connection = sqlite3.connect(target.location)
+        connection.execute("DELETE FROM customers WHERE id = 1")
+        connection.commit()
+        connection.close()
+
+    monkeypatch.setattr(sqlite_source.SqliteDatabase, "restore", restore_then_lose_a_row)
+
+
 @pytest.mark.parametrize(
     "checks",
     [None, [SQL_CHECK], []],
@@ -83,20 +101,7 @@ def test_drill_of_altered_data_fails_and_names_the_table(
         two_regions, **({} if checks is None else {"drill": {"checks": checks}})
     )
     backup(resources)
-    from drkit.sources import sqlite as sqlite_source
-
-    original = sqlite_source.SqliteDatabase.restore
-
-    def restore_then_lose_a_row(
-        self: Any, stream: Any, target: Any, *, replace: bool = False, captured: Any = None
-    ) -> None:
-        original(self, stream, target, replace=replace, captured=captured)
-        connection = sqlite3.connect(target.location)
-        connection.execute("DELETE FROM customers WHERE id = 1")
-        connection.commit()
-        connection.close()
-
-    monkeypatch.setattr(sqlite_source.SqliteDatabase, "restore", restore_then_lose_a_row)
+    lose_a_row_on_restore(monkeypatch)
     [result] = drill(resources)
     assert result.outcome == "failed"
     [failed] = [c for c in result.checks if not c.passed]
@@ -183,12 +188,16 @@ def test_status_and_reports_show_the_recorded_figures(
     assert page.count("<svg") == 2 and taken.snapshot_id in page
 
 
+@pytest.mark.parametrize(
+    "objectives", [{"rpo": "1h", "rto": "10m"}, None], ids=["objectives", "no objectives"]
+)
 def test_status_breaches_when_no_snapshot_meets_the_copy_policy(
     make_resources: Callable[..., Resources],
     two_regions: list[dict[str, Any]],
     backend: dict[str, Path],
     catalog: Catalog,
     tmp_path: Path,
+    objectives: dict[str, str] | None,
 ) -> None:
     stores = [
         *two_regions[:1],
@@ -199,11 +208,30 @@ def test_status_breaches_when_no_snapshot_meets_the_copy_policy(
             "region": "west",
         },
     ]
-    resources = make_resources(stores, copies={"min_stores": 2, "min_regions": 2})
+    resources = make_resources(
+        stores, copies={"min_stores": 2, "min_regions": 2}, objectives=objectives
+    )
     result = backup(resources)
     assert result.outcome.value == "failed"
     status = plan_status(catalog, resources.plan)
     assert status.breached and "no snapshot meets the copy policy" in status.breaches
+
+
+def test_status_without_objectives_is_breached_by_a_failed_drill(
+    make_resources: Callable[..., Resources],
+    two_regions: list[dict[str, Any]],
+    backend: dict[str, Path],
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resources = make_resources(two_regions, objectives=None)
+    backup(resources)
+    assert plan_status(catalog, resources.plan).breaches == []
+    lose_a_row_on_restore(monkeypatch)
+    [result] = drill(resources)
+    assert result.outcome == "failed"
+    status = plan_status(catalog, resources.plan)
+    assert status.breached and status.breaches == ["last drill failed"]
 
 
 def test_backups_due_are_counted_from_the_cron_schedule() -> None:
