@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     MISSING_TOOL = 11  # an external program (pg_dump, restic, ...) is not installed
     CATALOG = 12  # the catalog cannot be opened or migrated
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
+    OUTPUT_CLOSED = 141  # stdout's reader went away (drkit ... | head): 128 + SIGPIPE
 
 
 def describe_failure(error: BaseException) -> str:

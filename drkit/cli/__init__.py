@@ -5,8 +5,11 @@ outcomes to exit codes (``drkit.errors.ExitCode``; outcomes in ``drkit.cli.outco
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import select
 import signal
 import sys
 
@@ -183,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("drkit: interrupted; nothing half-written is marked complete", err=True)
         return int(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        return int(ExitCode.OK)
+    except BrokenPipeError as error:
+        return broken_pipe(error, as_json=as_json)
+    except SystemExit as exit_:
+        # click turns a broken pipe anywhere in a command into a silent exit 1
+        cause = exit_.__context__
+        if isinstance(cause, BrokenPipeError):
+            return broken_pipe(cause, as_json=as_json)
+        raise
     except Exception as error:
         server_error = database_server_error(error)
         if server_error is not None:
@@ -194,6 +203,30 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.FAILED)
     code = result if isinstance(result, int) else 0
     return code
+
+
+def broken_pipe(error: BrokenPipeError, *, as_json: bool) -> int:
+    """The exit code for a broken pipe: stdout's reader went away (`drkit ... | head`), or a
+    pipe to a child broke, which is the job failing and is said so."""
+    if not stdout_reader_gone():
+        report_internal_error(error, as_json=as_json)
+        return int(ExitCode.FAILED)
+    # what the command would have said next has no reader, and its outcome is unknown here:
+    # never 0, so that a pipeline under pipefail does not pass
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's exit flush must not fail again
+    return int(ExitCode.OUTPUT_CLOSED)
+
+
+def stdout_reader_gone() -> bool:
+    """True when standard output is a pipe or socket whose reading end is closed."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no usable stdout at all: nobody reads
+        return True
 
 
 #: Modules of database drivers whose errors are the server's word, not a bug in drkit.
