@@ -53,6 +53,12 @@ def _fingerprint_checks(prepared: PreparedRestore) -> list[CheckResult]:
                 "; ".join(item.differences + [f"left out: {what}" for what in item.left_out]),
             )
         )
+        if item.left_out:  # not compared either: a note beside the pass, never inside it
+            results.append(
+                CheckResult(
+                    f"left out of {item.source}", None, len(item.left_out), "; ".join(item.left_out)
+                )
+            )
     return results
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from drkit.actions.checks import CheckResult
+from drkit.actions.checks import CheckResult, _fingerprint_checks
 from drkit.actions.drill import DrillResult, _judge
 from drkit.actions.sqlite_pitr import landing_checks
 from drkit.cli.drill import render_drill
@@ -57,3 +57,21 @@ def test_a_failed_check_still_fails_the_drill_beside_notes() -> None:
         CheckResult("newest heartbeat", False, 40.0, "40s before the target (allowed 5s)"),
     )
     assert result.outcome is Outcome.FAILED
+
+
+def test_what_a_restore_left_out_is_a_note_beside_a_passing_fingerprint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A scratch server without the snapshot's accounts gets the data but not their grants:
+    the fingerprint passes without comparing privileges, and the drill says what it skipped."""
+    item = SimpleNamespace(source="ledger", differences=[], left_out=["grants to 'app'@'%'"])
+    artifact = SimpleNamespace(fingerprint={"tables": {"t": 1}})
+    prepared = SimpleNamespace(items=[item], manifest=SimpleNamespace(artifact=lambda _: artifact))
+    checks = _fingerprint_checks(cast(Any, prepared))
+    assert [(check.name, check.passed) for check in checks] == [
+        ("fingerprint ledger", True),
+        ("left out of ledger", None),
+    ]
+    render_drill(judged(*checks))
+    lines = capsys.readouterr().out.splitlines()
+    assert "  note left out of ledger = 1 (grants to 'app'@'%')" in lines
