@@ -161,7 +161,8 @@ def drill_pitr_sources(
         if all_stores:
             catalog = resources.catalog
             windows = windows_of(catalog, resources.plan, source) if catalog else []
-            stores = [w.store for w in windows if not w.is_empty]
+            # no window anywhere still gets its drill: it fails, saying so, rather than none
+            stores = [w.store for w in windows if not w.is_empty] or [None]
         for each in stores:
             drill = (
                 binlog_pitr_drill

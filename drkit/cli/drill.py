@@ -9,12 +9,16 @@ from drkit.cli.context import Context, echo_json, json_option
 from drkit.cli.outcomes import exit_code
 from drkit.cli.progress import phase_progress
 from drkit.cli.resources import opened_resources, plan_lock, wait_for_lock_option
+from drkit.errors import ExitCode
 from drkit.outcome import Outcome
 from drkit.plan.durations import humanize_seconds
 from drkit.preflight import require_ready
 
 
 def drill_exit_code(results: list[DrillResult]) -> int:
+    """The worst outcome's code; no drill at all proved nothing, which is a failure."""
+    if not results:
+        return int(ExitCode.FAILED)
     return exit_code(result.outcome for result in results)
 
 

@@ -409,3 +409,16 @@ def test_a_store_serving_an_older_copy_of_a_segment_is_caught_and_failed_over(
         restore_sqlite_to_moment(
             setup.resources, setup.source, None, target=Target(str(tmp_path / "none.db"))
         )
+
+
+def test_a_drill_of_every_store_without_any_window_fails_rather_than_drilling_nothing(
+    sqlite_setup: Callable[..., SqliteSetup],
+) -> None:
+    from drkit.actions.drill import drill
+    from drkit.cli.drill import drill_exit_code
+
+    setup = sqlite_setup()  # no archiver ever ran: no store has a window
+    [result] = drill(setup.resources, all_stores=True)
+    assert result.outcome == "failed"
+    assert result.error is not None and "no recoverable window" in result.error
+    assert drill_exit_code([result]) == drill_exit_code([]) == 1
