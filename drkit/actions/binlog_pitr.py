@@ -82,6 +82,8 @@ class BinlogPitrResult:
     binlog_files: list[str] = field(default_factory=list)
     binlog_stores: list[str] = field(default_factory=list)
     failovers: list[str] = field(default_factory=list)
+    #: the failovers away from a damaged or unreadable copy (a drill fails on each)
+    faults: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -181,6 +183,7 @@ def restore_binlog_to_moment(
             f"the dump loaded into {database} differs from the backup: {item.differences[0]}"
         )
     result.store, result.failovers = item.store, list(item.failovers)
+    result.faults = list(item.failovers)
     for phase in ("fetch", "decrypt", "load"):
         result.phases[phase] = prepared.phases.get(phase, 0.0)
     start = parse_binlog_name(str(info["file"]))
@@ -202,6 +205,7 @@ def restore_binlog_to_moment(
         result.binlog_files = [path.name for path in files]
         result.binlog_stores = sorted(set(fetcher.log.served.values()))
         result.failovers += fetcher.log.failovers
+        result.faults += fetcher.log.faults
         if on_phase:
             on_phase("replay", source.name)
         replayed = time.monotonic()

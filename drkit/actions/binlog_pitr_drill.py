@@ -16,7 +16,7 @@ from drkit.actions.binlog_pitr import (
     effective_moment,
     restore_binlog_to_moment,
 )
-from drkit.actions.checks import CheckResult
+from drkit.actions.checks import CheckResult, copy_checks
 from drkit.actions.drill import DrillResult, _judge
 from drkit.actions.pitr_drill import LANDING_SLACK, choose_window
 from drkit.actions.resources import Resources
@@ -77,6 +77,7 @@ def binlog_pitr_drill(
             checks_started = time.monotonic()
             result.checks = [
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
+                *copy_checks(source.name, restored.faults),
                 *landing_checks(source, scratch, effective_moment(target)),
             ]
             result.phases["checks"] = time.monotonic() - checks_started

@@ -40,6 +40,15 @@ class CheckResult:
         }
 
 
+def copy_checks(source: str, faults: list[str]) -> list[CheckResult]:
+    """A failed check per copy the restore had to fail over from (``STORE: reason``): a
+    drill holds every store to account, even when another one delivered."""
+    return [
+        CheckResult(f"copy {fault.split(':', 1)[0]} of {source}", False, None, fault)
+        for fault in faults
+    ]
+
+
 def _fingerprint_checks(prepared: PreparedRestore) -> list[CheckResult]:
     results = []
     for item in prepared.items:
@@ -123,12 +132,7 @@ def run_checks(
     so a difference always fails the drill."""
     results: list[CheckResult] = []
     for item in prepared.items:
-        for failover in item.failovers:
-            results.append(
-                CheckResult(
-                    f"copy {failover.split(':', 1)[0]} of {item.source}", False, None, failover
-                )
-            )
+        results += copy_checks(item.source, item.failovers)
     if not any(isinstance(check, FingerprintCheck) for check in resources.plan.drill.checks):
         results.extend(_fingerprint_checks(prepared))
     for check in resources.plan.drill.checks:

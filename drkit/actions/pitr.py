@@ -73,6 +73,8 @@ class PitrResult:
     #: the stores the WAL came from (more than one after a failover)
     wal_stores: list[str] = field(default_factory=list)
     failovers: list[str] = field(default_factory=list)
+    #: the failovers away from a damaged or unreadable copy (a drill fails on each)
+    faults: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -184,6 +186,7 @@ def restore_to_moment(
     execute_restore(resources, prepared, force=request.force, on_phase=on_phase)
     result.store = prepared.items[0].store
     result.failovers = list(prepared.items[0].failovers)
+    result.faults = list(prepared.items[0].failovers)
     for phase in ("fetch", "decrypt", "load"):
         result.phases[phase] = prepared.phases.get(phase, 0.0)
     if on_phase:
@@ -233,6 +236,7 @@ def replay(
             result.wal_files = len(fetcher.log.served)
             result.wal_stores = sorted(set(fetcher.log.served.values()))
             result.failovers += fetcher.log.failovers
+            result.faults += fetcher.log.faults
             if not request.keep_running:
                 cluster.stop(data)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from drkit.actions.checks import CheckResult
+from drkit.actions.checks import CheckResult, copy_checks
 from drkit.actions.drill import DrillResult, _judge, run_recorded
 from drkit.actions.pitr import PitrRequest, restore_to_moment, windows_for
 from drkit.actions.resources import Resources
@@ -104,6 +104,7 @@ def _restore_and_check(
             checks_started = time.monotonic()
             result.checks = [
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
+                *copy_checks(source.name, restored.faults),
                 *landing_checks(source, restored.port, target),
             ]
             result.phases["checks"] = time.monotonic() - checks_started

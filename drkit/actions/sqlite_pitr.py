@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drkit.actions.checks import CheckResult
+from drkit.actions.checks import CheckResult, copy_checks
 from drkit.actions.drill import DrillResult, _judge
 from drkit.actions.pitr import check_target
 from drkit.actions.pitr_drill import LANDING_SLACK, choose_window, random_moment
@@ -57,6 +57,8 @@ class SqlitePitrResult:
     segments: list[str] = field(default_factory=list)
     stores: list[str] = field(default_factory=list)
     failovers: list[str] = field(default_factory=list)
+    #: the failovers away from a damaged or unreadable copy (a drill fails on each)
+    faults: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -172,6 +174,7 @@ def restore_sqlite_to_moment(
         result.phases["load"] = time.monotonic() - loaded
     result.stores = sorted(set(fetcher.log.served.values()))
     result.failovers = list(fetcher.log.failovers)
+    result.faults = list(fetcher.log.faults)
     return result
 
 
@@ -226,6 +229,7 @@ def sqlite_pitr_drill(
             checks_started = time.monotonic()
             result.checks = [
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
+                *copy_checks(source.name, restored.faults),
                 *landing_checks(source, Path(scratch.location), target),
             ]
             result.phases["checks"] = time.monotonic() - checks_started

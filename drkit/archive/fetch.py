@@ -44,6 +44,9 @@ class FetchLog:
 
     served: dict[str, str] = field(default_factory=dict)  # name -> store
     failovers: list[str] = field(default_factory=list)
+    #: the failovers away from a copy that failed (unreadable, not authentic, older than the
+    #: ledger), not from a store that does not hold the file: a drill fails on these
+    faults: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # names no store could deliver intact
 
 
@@ -92,6 +95,7 @@ class WalFetcher:
                     log.warning("WAL fetch failed over: %s", reason)
                     with self._lock:
                         self.log.failovers.append(reason)
+                        self.log.faults.append(reason)
                     if isinstance(error, IntegrityError):
                         damaged.append(reason)
                     continue
@@ -101,6 +105,7 @@ class WalFetcher:
                     log.warning("WAL fetch failed over: %s", reason)
                     with self._lock:
                         self.log.failovers.append(reason)
+                        self.log.faults.append(reason)
                     damaged.append(reason)
                     continue
                 with self._lock:

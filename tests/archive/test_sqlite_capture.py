@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from drkit.actions.backup import backup
+from drkit.actions.drill import drill
 from drkit.actions.prune import prune
 from drkit.actions.sqlite_pitr import fetch_segments, restore_sqlite_to_moment
 from drkit.archive import sqlite_capture
@@ -223,6 +224,12 @@ def test_a_damaged_object_fails_over_to_the_other_store_and_damage_in_both_is_na
             )
             assert setup.rows(rebuilt) == setup.rows()
             assert result.failovers and "east" in result.failovers[0]
+            # a drill of east's copy fails although west delivered; west's own drill passes
+            [east] = drill(setup.resources, store="east")
+            failed = [check for check in east.checks if check.passed is False]
+            assert east.outcome == "failed" and [c.name for c in failed] == ["copy east of orders"]
+            [west] = drill(setup.resources, store="west")
+            assert west.outcome == "ok", west.to_json()
     with pytest.raises(IntegrityError, match=f"no store delivers {generation}.base intact"):
         restore_sqlite_to_moment(
             setup.resources, setup.source, None, target=Target(str(tmp_path / "none.db"))
@@ -414,7 +421,6 @@ def test_a_store_serving_an_older_copy_of_a_segment_is_caught_and_failed_over(
 def test_a_drill_of_every_store_without_any_window_fails_rather_than_drilling_nothing(
     sqlite_setup: Callable[..., SqliteSetup],
 ) -> None:
-    from drkit.actions.drill import drill
     from drkit.cli.drill import drill_exit_code
 
     setup = sqlite_setup()  # no archiver ever ran: no store has a window
