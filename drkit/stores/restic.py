@@ -368,6 +368,23 @@ class ResticStore:
     def abilities(self) -> Abilities:
         return Abilities(compactor=self, prober=self)
 
+    def _probe_missing(self) -> str:
+        """A repository the first backup creates (``init: true``): for a local one, the
+        nearest existing folder above it must be writable."""
+        folder = local_repository_path(self.spec.repository)
+        if folder is None:
+            return "does not exist yet; the first backup creates it (init: true; not probed)"
+        parent = next(
+            path for path in (folder.absolute(), *folder.absolute().parents) if path.exists()
+        )
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreUnavailable(
+                f"restic store {self.name}: {folder} does not exist and cannot be created: "
+                f"{parent} is not a writable folder",
+                hint="create the repository's folder, or fix the permissions of the one above",
+            )
+        return f"does not exist yet; the first backup creates it in {parent} (writable)"
+
     def compact(self) -> None:
         """Remove data no snapshot references any more (``restic prune``)."""
         self._ensure_repository()
@@ -381,7 +398,7 @@ class ResticStore:
         if opened.returncode != 0:
             stderr = opened.stderr.decode("utf-8", "replace")
             if classify_failure(stderr) is Failure.MISSING_REPOSITORY and self.spec.init:
-                return "does not exist yet; the first backup creates it (init: true)"
+                return self._probe_missing()
             raise self._failure("open", "the repository", stderr)
         folder = local_repository_path(self.spec.repository)
         if folder is None:

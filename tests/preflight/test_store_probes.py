@@ -111,8 +111,29 @@ def test_restic_probe_accepts_a_missing_repository_it_may_create(
     tmp_path: Path, restic_environment: None, restic_binary: str
 ) -> None:
     spec: ResticSpec = restic_spec(str(tmp_path / "new-repository"), init=True)
-    assert "first backup creates it" in ResticStore(spec).probe()
+    assert ResticStore(spec).probe() == (
+        f"does not exist yet; the first backup creates it in {tmp_path} (writable)"
+    )
     assert not (tmp_path / "new-repository").exists()
+
+
+def test_restic_probe_refuses_a_missing_repository_it_could_not_create(
+    tmp_path: Path, restic_environment: None, restic_binary: str
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(locked)], check=True)
+    else:
+        locked.chmod(0o555)
+    try:
+        spec: ResticSpec = restic_spec(str(locked / "new-repository"), init=True)
+        with pytest.raises(StoreUnavailable, match=f"{locked} is not a writable folder"):
+            ResticStore(spec).probe()
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=False)
+        locked.chmod(0o755)
 
 
 def test_restic_probe_refuses_a_local_repository_it_cannot_write(
