@@ -16,7 +16,7 @@ from drkit.actions.binlog_pitr import (
     effective_moment,
     restore_binlog_to_moment,
 )
-from drkit.actions.checks import CheckResult, copy_checks
+from drkit.actions.checks import CheckResult, copy_checks, moment_checks
 from drkit.actions.drill import DrillResult, _judge
 from drkit.actions.pitr_drill import LANDING_SLACK, choose_window
 from drkit.actions.resources import Resources
@@ -79,6 +79,7 @@ def binlog_pitr_drill(
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *copy_checks(source.name, restored.faults),
                 *landing_checks(source, scratch, effective_moment(target)),
+                *moment_checks(resources, source.name, sandbox.reader_target_for(source)),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
         result.rto_seconds = sum(result.phases.values())

@@ -71,6 +71,24 @@ def _fingerprint_checks(prepared: PreparedRestore) -> list[CheckResult]:
     return results
 
 
+def moment_checks(resources: Resources, source: str, target: Target) -> list[CheckResult]:
+    """The plan's drill checks of ``source`` against a point-in-time drill's recovered copy
+    (``target``, a read-only user's where the sandbox has one): its sql checks run there. A
+    moment has no fingerprint to compare with, and command checks are written for a
+    snapshot drill's sandboxes of every source: each of those is a note, not a pass."""
+    results: list[CheckResult] = []
+    for check in resources.plan.drill.checks:
+        if isinstance(check, FingerprintCheck):
+            detail = "a moment has no fingerprint to compare with: not compared"
+            results.append(CheckResult(f"fingerprint {source}", None, None, detail))
+        elif isinstance(check, SqlCheck) and check.source == source:
+            results.append(_sql_check(resources, check, {source: target}))
+        elif isinstance(check, CommandCheck):
+            detail = "command checks run in snapshot drills only: not run"
+            results.append(CheckResult("command " + " ".join(check.run), None, None, detail))
+    return results
+
+
 def _sql_check(resources: Resources, check: SqlCheck, targets: Mapping[str, Target]) -> CheckResult:
     name = f"sql {check.source}: {check.query}"
     try:

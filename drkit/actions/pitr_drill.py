@@ -14,11 +14,12 @@ import functools
 import logging
 import random
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from drkit.actions.checks import CheckResult, copy_checks
+from drkit.actions.checks import CheckResult, copy_checks, moment_checks
 from drkit.actions.drill import DrillResult, _judge, run_recorded
 from drkit.actions.pitr import PitrRequest, restore_to_moment, windows_for
 from drkit.actions.resources import Resources
@@ -28,6 +29,7 @@ from drkit.leases import private_directory
 from drkit.plan.schema import MysqlSource, PostgresqlSource, SqliteSource
 from drkit.sandboxes import recovered_cluster
 from drkit.sandboxes.cluster import choose_parent_directory
+from drkit.sources.base import Target
 from drkit.sources.urls import parse_database_url
 from drkit.sources.wal_stream import HEARTBEAT_TABLE, source_password
 
@@ -106,10 +108,18 @@ def _restore_and_check(
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *copy_checks(source.name, restored.faults),
                 *landing_checks(source, restored.port, target),
+                *moment_checks(resources, source.name, recovered_target(source, restored.port)),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
         finally:
             recovered_cluster.stop(data, immediate=True)
+
+
+def recovered_target(source: PostgresqlSource, port: int) -> Target:
+    """The source's database in the recovered cluster (a physical copy: the source's own
+    user and password), for the plan's sql checks (run read-only)."""
+    url = replace(parse_database_url(source.url), host="127.0.0.1", port=port, options=())
+    return Target(str(url), source_password(source))
 
 
 def landing_checks(source: PostgresqlSource, port: int, target: datetime) -> list[CheckResult]:

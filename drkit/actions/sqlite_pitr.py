@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drkit.actions.checks import CheckResult, copy_checks
+from drkit.actions.checks import CheckResult, copy_checks, moment_checks
 from drkit.actions.drill import DrillResult, _judge
 from drkit.actions.pitr import check_target
 from drkit.actions.pitr_drill import LANDING_SLACK, choose_window, random_moment
@@ -231,6 +231,7 @@ def sqlite_pitr_drill(
                 CheckResult("target", None, target.isoformat(), f"store {window.store}"),
                 *copy_checks(source.name, restored.faults),
                 *landing_checks(source, Path(scratch.location), target),
+                *moment_checks(resources, source.name, sandbox.reader_target_for(source)),
             ]
             result.phases["checks"] = time.monotonic() - checks_started
         result.rto_seconds = sum(result.phases.values())

@@ -24,8 +24,22 @@ from tests.archive.test_point_in_time import wait_for
 pytestmark = pytest.mark.slow
 
 
+#: the plan's own check, run on the recovered copy (read-only, as the scratch reader)
+COUNT_CHECK = {
+    "type": "sql",
+    "source": "ledger",
+    "query": "SELECT count(*) FROM orders",
+    "expect": "between 0 and 5",
+}
+
+
 def sandboxed(server: BinlogServer) -> dict[str, Any]:
-    return {"drill": {"sandbox": {"mysql": f"mysql://root@127.0.0.1:{server.port}/"}}}
+    return {
+        "drill": {
+            "sandbox": {"mysql": f"mysql://root@127.0.0.1:{server.port}/"},
+            "checks": [COUNT_CHECK],
+        }
+    }
 
 
 def archived_with_heartbeat(setup: BinlogSetup) -> None:
@@ -51,6 +65,7 @@ def test_a_drill_to_a_random_moment_lands_there_by_the_heartbeat(
     checks = {check.name: check for check in result.checks}
     assert checks["no heartbeat after the target"].measured == 0
     assert checks["newest heartbeat"].passed
+    assert checks["sql ledger: SELECT count(*) FROM orders"].passed
     assert {"fetch", "fetch binlog", "replay", "checks"} <= set(result.phases)
     recorded = setup.catalog.last_drill(setup.plan.name)
     assert recorded is not None and recorded.outcome == "ok"

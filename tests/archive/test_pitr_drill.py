@@ -34,13 +34,20 @@ def archived_with_heartbeat(setup: PitrSetup) -> None:
 def test_a_drill_to_a_random_moment_lands_there_by_the_heartbeat(
     pitr_setup: Callable[..., PitrSetup],
 ) -> None:
-    setup = pitr_setup(heartbeat_every="1s")
+    count = {
+        "type": "sql",
+        "source": "orders",
+        "query": "SELECT count(*) FROM orders",
+        "expect": "between 0 and 4",
+    }
+    setup = pitr_setup(plan_extra={"drill": {"checks": [count]}}, heartbeat_every="1s")
     archived_with_heartbeat(setup)
     [result] = drill(setup.resources)
     assert result.outcome is Outcome.OK, (result.error, result.checks)
     checks = {check.name: check for check in result.checks}
     assert checks["no heartbeat after the target"].measured == 0
     assert checks["newest heartbeat"].passed
+    assert checks["sql orders: SELECT count(*) FROM orders"].passed  # on the recovered copy
     assert {"fetch", "replay", "checks"} <= set(result.phases)
     recorded = setup.catalog.last_drill(setup.plan.name)
     assert recorded is not None and recorded.outcome == "ok"

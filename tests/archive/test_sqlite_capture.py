@@ -428,3 +428,28 @@ def test_a_drill_of_every_store_without_any_window_fails_rather_than_drilling_no
     assert result.outcome == "failed"
     assert result.error is not None and "no recoverable window" in result.error
     assert drill_exit_code([result]) == drill_exit_code([]) == 1
+
+
+def test_a_point_in_time_drill_runs_the_plans_sql_checks_on_the_recovered_copy(
+    sqlite_setup: Callable[..., SqliteSetup],
+) -> None:
+    count = "SELECT count(*) FROM orders"
+    checks = [
+        {"type": "fingerprint"},
+        {"type": "sql", "source": "orders", "query": count, "expect": "> 0"},
+        {"type": "sql", "source": "orders", "query": count, "expect": "= -1"},
+        {"type": "command", "run": ["true"]},
+    ]
+    setup = sqlite_setup(plan_extra={"drill": {"checks": checks}})
+    with running(setup.archiver()), writing(Writer(setup.database)):
+        time.sleep(1)
+        last = datetime.now(UTC)
+        wait_for(lambda: setup.window_reaches(last), "the window to reach the writes")
+    [result] = drill(setup.resources, store="east")
+    outcomes = {check.name: check.passed for check in result.checks}
+    assert outcomes["fingerprint orders"] is None  # a moment has no fingerprint: a note
+    assert outcomes["command true"] is None
+    sql = [check for check in result.checks if check.name.startswith("sql ")]
+    assert [check.passed for check in sql] == [True, False]
+    assert isinstance(sql[0].measured, int) and sql[0].measured > 0
+    assert result.outcome == "failed"
