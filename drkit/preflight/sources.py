@@ -17,6 +17,7 @@ from drkit.sources.urls import parse_database_url
 #: programs each database source needs, to back up and to restore
 MYSQL_DUMP_PROGRAMS = ("mariadb-dump", "mysqldump")
 MYSQL_CLIENT_PROGRAMS = ("mariadb", "mysql")
+MYSQL_BINLOG_PROGRAMS = ("mariadb-binlog", "mysqlbinlog")
 
 
 def check_source(spec: SourceSpec, *, connect: bool) -> list[Finding]:
@@ -61,6 +62,13 @@ def _check_postgresql(spec: PostgresqlSource, *, connect: bool) -> list[Finding]
             findings.append(passed("source", spec.name, detail, owner=owner))
     findings.append(_check_pg_dump(spec.name, server_major))
     findings.append(_check_programs(spec.name, ("pg_restore",), server_major, role="load"))
+    if spec.pitr is not None:  # base backups, and `drkit archive`'s receiver
+        findings.append(
+            _check_programs(spec.name, ("pg_basebackup",), server_major, role="capture")
+        )
+        findings.append(
+            _check_programs(spec.name, ("pg_receivewal",), server_major, role="archive")
+        )
     return findings
 
 
@@ -125,6 +133,8 @@ def _check_mysql(spec: MysqlSource, *, connect: bool) -> list[Finding]:
             findings.append(passed("source", spec.name, f"reachable ({version})", owner=owner))
     findings.append(_check_programs(spec.name, MYSQL_DUMP_PROGRAMS, None, role="capture"))
     findings.append(_check_programs(spec.name, MYSQL_CLIENT_PROGRAMS, None, role="load"))
+    if spec.pitr is not None:  # `drkit archive` streams with it, a restore to a moment decodes
+        findings.append(_check_programs(spec.name, MYSQL_BINLOG_PROGRAMS, None, role="load"))
     return findings
 
 
