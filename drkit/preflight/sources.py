@@ -134,7 +134,8 @@ def _check_mysql(spec: MysqlSource, *, connect: bool) -> list[Finding]:
     findings.append(_check_programs(spec.name, MYSQL_DUMP_PROGRAMS, None, role="capture"))
     findings.append(_check_programs(spec.name, MYSQL_CLIENT_PROGRAMS, None, role="load"))
     if spec.pitr is not None:  # `drkit archive` streams with it, a restore to a moment decodes
-        findings.append(_check_programs(spec.name, MYSQL_BINLOG_PROGRAMS, None, role="load"))
+        # with it; reported, never blocking: a restore of a snapshot does without
+        findings.append(_check_programs(spec.name, MYSQL_BINLOG_PROGRAMS, None, role="archive"))
     return findings
 
 

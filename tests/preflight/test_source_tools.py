@@ -35,4 +35,4 @@ def test_a_mariadb_pitr_source_without_mariadb_binlog_fails_the_check(
     assert tools(check_source(source, connect=False))["mariadb-binlog for ledger"][0] is False
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: nothing is installed
     found = tools(check_source(source, connect=False))
-    assert found["mariadb-binlog for ledger"] == (True, "load:ledger")
+    assert found["mariadb-binlog for ledger"] == (True, "archive:ledger")  # blocks nothing
