@@ -272,7 +272,11 @@ def inspect_snapshot(
     if record is not None:
         copies = [copy_state(copy) for copy in record.copies]
     else:
-        copies = [CopyState(store, "complete") for store in entry.stores]
+        # only the store whose manifest was opened and authenticated is known complete
+        proven = contents.origin.removeprefix("store ")
+        copies = [
+            CopyState(store, "complete" if store == proven else "listed") for store in entry.stores
+        ]
     return SnapshotInfo(
         contents,
         copies,

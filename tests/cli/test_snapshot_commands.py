@@ -179,6 +179,9 @@ def test_info_works_when_the_catalog_is_gone(
     code, out = run(setup, capsys, "info", setup["plan"], snapshot_id[:15])
     assert code == 0 and f"snapshot {snapshot_id}" in out
     assert "from store east: sealed and authenticated" in out
+    code, out = run(setup, capsys, "info", "--json", setup["plan"], snapshot_id[:15])
+    copies = {copy["store"]: copy["status"] for copy in json.loads(out)["stores"]}
+    assert copies == {"east": "complete", "west": "listed"}  # west's manifest was not opened
 
 
 def test_info_of_a_tampered_store_manifest_is_an_integrity_error(
