@@ -176,17 +176,19 @@ def processes_naming(path: Path) -> list[int]:
     def names(value: bytes) -> bool:
         return value == needle or value.startswith(needle + b"/")
 
+    def read(entry: Path, name: str) -> list[bytes]:
+        with contextlib.suppress(OSError):  # gone, or another user's environment
+            return (entry / name).read_bytes().split(b"\0")
+        return []
+
     found = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        with contextlib.suppress(OSError):
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-            variables = (entry / "environ").read_bytes().split(b"\0")
-            if any(names(argument) for argument in arguments) or any(
-                names(variable.partition(b"=")[2]) for variable in variables
-            ):
-                found.append(int(entry.name))
+        if any(names(argument) for argument in read(entry, "cmdline")) or any(
+            names(variable.partition(b"=")[2]) for variable in read(entry, "environ")
+        ):
+            found.append(int(entry.name))
     return found
 
 

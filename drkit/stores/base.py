@@ -6,9 +6,11 @@ Every implementation passes the shared contract suite in tests/stores/test_contr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -127,3 +129,12 @@ class Abilities:
 
 #: a store that can do nothing beyond moving bytes
 NO_ABILITIES = Abilities()
+
+
+def creation_folder(path: Path) -> tuple[Path, bool]:
+    """For a store folder that does not exist yet: the nearest existing folder above it (where
+    the first write creates it), and whether that is a folder drkit can create entries in."""
+    parent = next(
+        folder for folder in (path.absolute(), *path.absolute().parents) if folder.exists()
+    )
+    return parent, parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)

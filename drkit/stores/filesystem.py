@@ -28,7 +28,7 @@ from typing import IO
 from drkit.errors import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
 from drkit.plan.schema import FilesystemStore as FilesystemSpec
 from drkit.stores import check_key
-from drkit.stores.base import Abilities
+from drkit.stores.base import Abilities, creation_folder
 
 TEMP_SUFFIX = ".drkit-partial"
 WRITABLE_HINT = "make the folder writable for the user drkit runs as (and check it is mounted)"
@@ -128,8 +128,8 @@ class FilesystemStore:
         return "writable (a probe file was written, read back and removed)"
 
     def _probe_parent(self) -> str:
-        parent = next(folder for folder in self.root.parents if folder.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        parent, writable = creation_folder(self.root)
+        if not writable:
             raise StoreUnavailable(
                 f"filesystem store {self.name}: {self.root} does not exist and cannot be "
                 f"created: {parent} is not a writable folder",

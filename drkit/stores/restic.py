@@ -59,7 +59,7 @@ from drkit.execute import NETWORK_SETTINGS, Command, Process, run
 from drkit.plan.schema import ResticStore as ResticSpec
 from drkit.secrets import Secret, SecretRef
 from drkit.stores import check_key
-from drkit.stores.base import Abilities
+from drkit.stores.base import Abilities, creation_folder
 
 TAG = "drkit"
 #: objects this big or bigger report the bytes the repository holds for them (restic stats
@@ -374,10 +374,8 @@ class ResticStore:
         folder = local_repository_path(self.spec.repository)
         if folder is None:
             return "does not exist yet; the first backup creates it (init: true; not probed)"
-        parent = next(
-            path for path in (folder.absolute(), *folder.absolute().parents) if path.exists()
-        )
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        parent, writable = creation_folder(folder)
+        if not writable:
             raise StoreUnavailable(
                 f"restic store {self.name}: {folder} does not exist and cannot be created: "
                 f"{parent} is not a writable folder",
